@@ -1,0 +1,83 @@
+# fusion: one target per experiment. Every target installs what it needs into .venv first.
+#   make demo                 build the small embedded cohorts and run both pipelines
+#   make test                 install and run the test suite
+#   make vae LOGDIR=runs/x ARGS='model.latent_dim=32 folds.n_splits=5'
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(abspath $(VENV)/bin)
+STAMP := $(VENV)/.installed
+# The CPU build lies on this machine's disk; GPU users: TORCH_SPEC='torch' (or install torch first).
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= dev
+LOGDIR ?=
+ARGS ?=
+PYTEST_ARGS ?=
+
+VAE_DATA := data/vae_small
+CCL_DATA := data/ccl_small
+VAE_PREPARED := $(VAE_DATA)/prepared/index.csv
+CCL_MANIFEST := $(CCL_DATA)/manifest.csv
+HYDRA := $(BIN)/catalyst-dl run --hydra --config-dir conf
+
+.PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds ccl ccl-table3 bench cohorts prepare clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "pip<24.1"   # catalyst 21.12 metadata is rejected by pip>=24.1
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+$(VAE_DATA)/manifest.csv: | $(STAMP)
+	$(BIN)/fusion cohort-vae --out $(VAE_DATA) --size small
+
+$(VAE_PREPARED): $(VAE_DATA)/manifest.csv
+	$(BIN)/fusion prepare --manifest $(VAE_DATA)/manifest.csv --out $(VAE_DATA)/prepared
+
+$(CCL_MANIFEST): | $(STAMP)
+	$(BIN)/fusion cohort-ccl --out $(CCL_DATA) --size small
+
+cohorts: $(VAE_PREPARED) $(CCL_MANIFEST)
+
+prepare: $(STAMP)
+	@test -n "$(MANIFEST)" || { echo "usage: make prepare MANIFEST=path/manifest.csv OUT=path/prepared"; exit 2; }
+	$(BIN)/fusion prepare --manifest $(MANIFEST) --out $(OUT)
+
+vae: $(STAMP) $(if $(findstring data.,$(ARGS)),,$(VAE_PREPARED))
+	$(HYDRA) --config-name vae $(if $(LOGDIR),logdir=$(LOGDIR)) $(ARGS)
+
+vae-paper: $(STAMP)
+	$(HYDRA) --config-name vae_paper $(if $(LOGDIR),logdir=$(LOGDIR)) $(ARGS)
+
+vae-table1: $(STAMP) $(VAE_PREPARED)
+	$(BIN)/fusion vae-table1 $(if $(LOGDIR),--logdir $(LOGDIR)) -- $(ARGS)
+
+vae-seeds: $(STAMP) $(VAE_PREPARED)
+	$(BIN)/fusion vae-seeds $(if $(LOGDIR),--logdir $(LOGDIR)) -- $(ARGS)
+
+ccl: $(STAMP) $(if $(findstring data.,$(ARGS)),,$(CCL_MANIFEST))
+	$(HYDRA) --config-name ccl $(if $(LOGDIR),logdir=$(LOGDIR)) $(ARGS)
+
+ccl-table3: $(STAMP) $(CCL_MANIFEST)
+	$(BIN)/fusion ccl-table3 $(if $(LOGDIR),--logdir $(LOGDIR)) -- $(ARGS)
+
+demo: $(STAMP) cohorts
+	$(MAKE) --no-print-directory vae LOGDIR=runs/demo/vae
+	$(MAKE) --no-print-directory ccl LOGDIR=runs/demo/ccl
+	@echo; echo "VAE results: runs/demo/vae/results.json  report: runs/demo/vae/report.md"
+	@echo "CCL results: runs/demo/ccl/results.json  report: runs/demo/ccl/report.md"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
+
+soak: $(STAMP)
+	$(BIN)/python -m pytest -m soak $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf runs outputs multirun
