@@ -1,0 +1,251 @@
+"""Significant features from per-subject activation maps (Hu et al. 2021, Sec. III-D).
+
+The rule: in each subject's map keep the features whose value exceeds ``fraction`` (0.05) times
+that subject's maximum; a feature is significant for a class when it is kept in more than
+``class_fraction`` (70%) of that class's subjects.
+
+Decisions where the paper is silent:
+- A subject whose map has no positive value keeps nothing (``value > fraction * max`` with
+  ``max <= 0`` would otherwise keep the least negative features).
+- "More than 70%" is strict and decided on counts: a feature needs
+  ``count > floor(class_fraction * n_class)`` subjects, so 7 of 10 is not significant, 71 of 100 is
+  (no floating-point ties).
+- FC maps are 264 x 264 but an FC matrix is symmetric, so a map is first symmetrised as
+  ``(M + M.T) / 2`` (the network sees each edge twice; the average credits both entries) and only
+  the upper triangle ``i < j`` is used: the diagonal (self-connections) is not an edge. The
+  per-subject maximum is taken over those edges.
+
+Functions here are pure NumPy/pandas; :func:`write_significance` writes the CSVs through
+:mod:`fusion.io`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fusion import io
+from fusion.errors import ConfigError, InputError
+
+
+def _check_fractions(fraction: float, class_fraction: float) -> None:
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"fraction must be in [0, 1), got {fraction}")
+    if not 0.0 <= class_fraction < 1.0:
+        raise ConfigError(f"class_fraction must be in [0, 1), got {class_fraction}")
+
+
+def kept_mask(maps: np.ndarray, fraction: float = 0.05) -> np.ndarray:
+    """Per subject, which features exceed ``fraction`` times the subject's maximum.
+
+    Args:
+        maps: ``(n_subjects, n_features)`` map values (flatten spatial maps first).
+        fraction: relative threshold (paper: 0.05).
+
+    Returns:
+        Boolean ``(n_subjects, n_features)``; all False for a subject whose maximum is <= 0.
+    """
+    maps = np.asarray(maps, dtype=float)
+    if maps.ndim != 2:
+        raise InputError(f"maps must be (n_subjects, n_features), got shape {maps.shape}")
+    if not np.isfinite(maps).all():
+        bad = np.flatnonzero(~np.isfinite(maps).all(axis=1))
+        raise InputError(f"maps of subjects {bad[:10].tolist()} contain NaN or infinite values")
+    peak = maps.max(axis=1, keepdims=True)
+    return (maps > fraction * peak) & (peak > 0)
+
+
+def class_frequencies(
+    maps: np.ndarray, labels: np.ndarray, fraction: float = 0.05
+) -> dict[int, tuple[np.ndarray, int]]:
+    """Per class, how many subjects keep each feature.
+
+    Returns:
+        ``{class: (counts (n_features,), n_subjects_in_class)}`` for every class in ``labels``.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != (len(maps),):
+        raise InputError(
+            f"labels must have one entry per subject ({len(maps)}), got shape {labels.shape}"
+        )
+    kept = kept_mask(maps, fraction)
+    return {
+        int(c): (kept[labels == c].sum(axis=0), int((labels == c).sum()))
+        for c in np.unique(labels)
+    }
+
+
+def significant_mask(counts: np.ndarray, n: int, class_fraction: float = 0.7) -> np.ndarray:
+    """Features kept in more than ``class_fraction`` of ``n`` subjects (strict, on counts)."""
+    if n <= 0:
+        return np.zeros_like(counts, dtype=bool)
+    return np.asarray(counts) > np.floor(class_fraction * n + 1e-9)
+
+
+def symmetric_edges(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Symmetrise square maps and return their upper-triangle edges.
+
+    Args:
+        maps: ``(n_subjects, R, R)``.
+
+    Returns:
+        ``(values (n_subjects, R*(R-1)/2), roi_i, roi_j)`` with ``roi_i < roi_j`` in row-major
+        upper-triangle order.
+    """
+    maps = np.asarray(maps, dtype=float)
+    if maps.ndim != 3 or maps.shape[1] != maps.shape[2]:
+        raise InputError(f"FC maps must be (n_subjects, R, R), got shape {maps.shape}")
+    sym = 0.5 * (maps + maps.transpose(0, 2, 1))
+    i, j = np.triu_indices(maps.shape[1], k=1)
+    return sym[:, i, j], i, j
+
+
+def significant_edges(
+    maps: np.ndarray,
+    labels: np.ndarray,
+    fraction: float = 0.05,
+    class_fraction: float = 0.7,
+    roi_networks: Sequence[str] | None = None,
+) -> dict[int, pd.DataFrame]:
+    """Significant FC edges per class.
+
+    Args:
+        maps: ``(n_subjects, R, R)`` per-subject FC maps (e.g. Grad-CAM upsampled to 264 x 264).
+        labels: ``(n_subjects,)`` class of each subject.
+        fraction: per-subject relative threshold (paper: 0.05).
+        class_fraction: a feature is significant when kept in more than this share (paper: 0.7).
+        roi_networks: ``R`` network names (Power-264), or ``None``.
+
+    Returns:
+        ``{class: DataFrame(roi_i, roi_j, network_i, network_j, frequency)}``, 0-based ROIs with
+        ``roi_i < roi_j``, sorted by decreasing frequency.
+    """
+    _check_fractions(fraction, class_fraction)
+    values, roi_i, roi_j = symmetric_edges(maps)
+    n_rois = np.asarray(maps).shape[1]
+    if roi_networks is not None and len(roi_networks) != n_rois:
+        raise InputError(f"roi_networks has {len(roi_networks)} names for {n_rois} ROIs")
+    networks = np.asarray(roi_networks if roi_networks is not None else [""] * n_rois, dtype=object)
+    out = {}
+    for c, (counts, n) in class_frequencies(values, labels, fraction).items():
+        sig = significant_mask(counts, n, class_fraction)
+        frame = pd.DataFrame(
+            {
+                "roi_i": roi_i[sig],
+                "roi_j": roi_j[sig],
+                "network_i": networks[roi_i[sig]],
+                "network_j": networks[roi_j[sig]],
+                "frequency": counts[sig] / n,
+            }
+        )
+        out[c] = frame.sort_values(
+            ["frequency", "roi_i", "roi_j"], ascending=[False, True, True]
+        ).reset_index(drop=True)
+    return out
+
+
+def hub_degrees(
+    edges: pd.DataFrame, n_rois: int, roi_networks: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Number of significant edges on each ROI (its hub degree).
+
+    Returns:
+        ``DataFrame(roi, network, degree)`` for all ``n_rois`` ROIs, sorted by decreasing degree.
+    """
+    degree = np.bincount(
+        np.concatenate([edges["roi_i"].to_numpy(int), edges["roi_j"].to_numpy(int)]),
+        minlength=n_rois,
+    )
+    frame = pd.DataFrame(
+        {
+            "roi": np.arange(n_rois),
+            "network": list(roi_networks) if roi_networks is not None else [""] * n_rois,
+            "degree": degree,
+        }
+    )
+    return frame.sort_values(["degree", "roi"], ascending=[False, True]).reset_index(drop=True)
+
+
+def significant_snps(
+    maps: np.ndarray,
+    labels: np.ndarray,
+    fraction: float = 0.05,
+    class_fraction: float = 0.7,
+    snp_ids: Sequence[str] | None = None,
+) -> dict[int, pd.DataFrame]:
+    """Significant SNPs per class.
+
+    Args:
+        maps: ``(n_subjects, n_snps)`` per-subject SNP maps.
+        snp_ids: ``n_snps`` identifiers (rs numbers), or ``None`` for ``snp0000``-style names.
+
+    Returns:
+        ``{class: DataFrame(index, id, frequency)}``, 0-based index, by decreasing frequency.
+    """
+    _check_fractions(fraction, class_fraction)
+    maps = np.asarray(maps, dtype=float)
+    if maps.ndim != 2:
+        raise InputError(f"SNP maps must be (n_subjects, n_snps), got shape {maps.shape}")
+    n_snps = maps.shape[1]
+    if snp_ids is None:
+        snp_ids = [f"snp{k:04d}" for k in range(n_snps)]
+    if len(snp_ids) != n_snps:
+        raise InputError(f"snp_ids has {len(snp_ids)} names for {n_snps} SNPs")
+    ids = np.asarray(snp_ids, dtype=object)
+    out = {}
+    for c, (counts, n) in class_frequencies(maps, labels, fraction).items():
+        sig = np.flatnonzero(significant_mask(counts, n, class_fraction))
+        frame = pd.DataFrame({"index": sig, "id": ids[sig], "frequency": counts[sig] / n})
+        out[c] = frame.sort_values(["frequency", "index"], ascending=[False, True]).reset_index(
+            drop=True
+        )
+    return out
+
+
+def activation_histograms(
+    maps: np.ndarray, labels: np.ndarray, bins: int = 50
+) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Average per-class histogram of the maps, each subject's map scaled by its maximum (Fig. 4).
+
+    Negative values are clipped to 0 (they are never kept by the significance rule).
+
+    Args:
+        maps: ``(n_subjects, n_features)``.
+        bins: number of bins on [0, 1].
+
+    Returns:
+        ``(bin_edges (bins + 1,), {class: mean density (bins,)})``.
+    """
+    maps = np.asarray(maps, dtype=float)
+    labels = np.asarray(labels)
+    peak = maps.max(axis=1, keepdims=True)
+    scaled = np.where(peak > 0, np.clip(maps, 0, None) / np.where(peak > 0, peak, 1), 0.0)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    out = {}
+    for c in np.unique(labels):
+        hists = [np.histogram(row, bins=edges)[0] / row.size for row in scaled[labels == c]]
+        out[int(c)] = np.mean(hists, axis=0)
+    return edges, out
+
+
+def write_significance(
+    out_dir: str | os.PathLike,
+    prefix: str,
+    tables: dict[int, pd.DataFrame],
+    class_names: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write one CSV per class, ``<out_dir>/<prefix>_<class name>.csv``, atomically.
+
+    Args:
+        prefix: e.g. ``"significant_edges"``, ``"hub_degrees"``, ``"significant_snps"``.
+        class_names: names indexed by class (default ``class0``, ``class1``, ...).
+    """
+    paths = []
+    for c, frame in tables.items():
+        name = class_names[c] if class_names is not None else f"class{c}"
+        paths.append(io.write_csv(Path(out_dir) / f"{prefix}_{name}.csv", frame))
+    return paths
