@@ -1,0 +1,222 @@
+"""gCAM-CCL networks (Hu et al. 2021, Table IV): an FC ConvNet, a SNP ConvNet and the
+collaborative layer that turns each view's representation into that view's class scores.
+
+Shapes (B = batch):
+
+- ``FCNet``:  (B, 1, 264, 264) -> conv1 (B, 16, 132, 132) -> conv2 (B, 32, 33, 33)
+  -> conv3 (B, 32, 11, 11) -> conv4 (B, 64, 1, 1) -> (B, 64)
+- ``SNPNet``: (B, 1, 750) -> conv1 (B, 16, 120) -> conv2 (B, 32, 15) -> conv3 (B, 64, 1) -> (B, 64)
+- ``CollaborativeNet``: one linear head per view, (B, 64) -> (B, C); stacked to (B, m, C), i.e. the
+  paper's ``collab_layer`` output (B, 4) for two views and two classes, reshaped.
+
+Every ReLU is its own non-inplace ``nn.ReLU`` module so that guided backprop can hook it, and each
+stage is a named ``nn.Sequential`` (``features.conv1`` ...) so that a Grad-CAM target layer can be
+named by a dotted path such as ``views.fc.features.conv3``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+
+def _stage(
+    dims: int,
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
+    padding: int,
+    pool: int | None,
+    dropout: float,
+) -> nn.Sequential:
+    """Conv -> BatchNorm -> ReLU [-> MaxPool] [-> Dropout] for 1D or 2D inputs."""
+    conv = nn.Conv2d if dims == 2 else nn.Conv1d
+    norm = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    layers: dict[str, nn.Module] = {
+        "conv": conv(in_channels, out_channels, kernel_size=kernel, padding=padding),
+        "bn": norm(out_channels),
+        "relu": nn.ReLU(inplace=False),
+    }
+    if pool:
+        layers["pool"] = (nn.MaxPool2d if dims == 2 else nn.MaxPool1d)(pool)
+    if dropout > 0:
+        layers["drop"] = nn.Dropout(dropout)
+    return nn.Sequential(_ordered(layers))
+
+
+def _ordered(layers: dict[str, nn.Module]) -> "OrderedDict[str, nn.Module]":  # noqa: F821
+    from collections import OrderedDict
+
+    return OrderedDict(layers)
+
+
+class _ViewNet(nn.Module):
+    """A stack of conv stages whose last stage collapses the input to one position."""
+
+    out_features: int
+    input_shape: tuple[int, ...]
+
+    def __init__(self, dims: int, spec: Sequence[tuple[int, int, int, int | None]], in_channels: int,
+                 dropout: float, input_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        stages: dict[str, nn.Module] = {}
+        channels = in_channels
+        n = len(spec)
+        for k, (out_channels, kernel, padding, pool) in enumerate(spec, start=1):
+            # Dropout in the middle layers only (not after the first or the last conv).
+            drop = dropout if 1 < k < n else 0.0
+            stages[f"conv{k}"] = _stage(dims, channels, out_channels, kernel, padding, pool, drop)
+            channels = out_channels
+        self.features = nn.Sequential(_ordered(stages))
+        self.out_features = channels
+        self.input_shape = tuple(input_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the flattened representation ``(B, out_features)``."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            from fusion.errors import InputError
+
+            raise InputError(
+                f"{type(self).__name__} expects input of shape (B, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
+        z = self.features(x)
+        return z.flatten(1)
+
+
+class FCNet(_ViewNet):
+    """2D ConvNet for a (1, 264, 264) functional-connectivity matrix (Table IV, fMRI ConvNet).
+
+    Args:
+        channels: output channels of the four convs (paper: 16, 32, 32, 64).
+        kernels: kernel sizes (paper: 7, 5, 3, 11).
+        paddings: paddings (paper: 3, 2, 1, 0).
+        pools: max-pool sizes after each conv, ``None`` for none (paper: 2, 4, 3, none).
+        dropout: dropout probability in the middle layers (paper: 0.2).
+        n_rois: side of the FC matrix (paper: 264).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32, 32, 64),
+        kernels: Sequence[int] = (7, 5, 3, 11),
+        paddings: Sequence[int] = (3, 2, 1, 0),
+        pools: Sequence[int | None] = (2, 4, 3, None),
+        dropout: float = 0.2,
+        n_rois: int = 264,
+    ) -> None:
+        spec = list(zip(channels, kernels, paddings, pools, strict=True))
+        super().__init__(2, spec, 1, dropout, (1, n_rois, n_rois))
+
+
+class SNPNet(_ViewNet):
+    """1D ConvNet for a (1, 750) genotype vector coded 0/1/2 (Table IV, SNP ConvNet).
+
+    Args:
+        channels: output channels of the three convs (paper: 16, 32, 64).
+        kernels: kernel sizes (paper: 31, 31, 15).
+        paddings: paddings (paper: none).
+        pools: max-pool sizes after each conv (paper: 6, 6, none).
+        dropout: dropout probability in the middle layers (paper: 0.2).
+        n_snps: number of SNPs (paper: 750).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[int] = (16, 32, 64),
+        kernels: Sequence[int] = (31, 31, 15),
+        paddings: Sequence[int] = (0, 0, 0),
+        pools: Sequence[int | None] = (6, 6, None),
+        dropout: float = 0.2,
+        n_snps: int = 750,
+    ) -> None:
+        spec = list(zip(channels, kernels, paddings, pools, strict=True))
+        super().__init__(1, spec, 1, dropout, (1, n_snps))
+
+
+class CollaborativeNet(nn.Module):
+    """m view networks fused by a collaborative layer: one linear classifier per view.
+
+    The collaborative layer maps each view's representation ``Z_i`` to that view's class scores
+    ``h^(i)`` (the paper's ``collab_layer``, output (B, m*C)); the views interact through the
+    collaborative cross-entropy (``fusion.losses.collaborative_cross_entropy``), which ties each
+    view's class probabilities to the label and to the other views'.
+
+    Args:
+        views: name -> view network (each with an ``out_features`` attribute or a
+            ``representation_dim`` given in ``feature_dims``). Default: ``{"fc": FCNet(), "snp": SNPNet()}``.
+            The order of this mapping is the order of ``forward``'s inputs.
+        n_classes: number of classes C.
+        feature_dims: representation size per view when a view has no ``out_features``.
+
+    ``forward(*inputs)`` takes one tensor per view in ``views`` order (``fc`` (B, 1, 264, 264),
+    ``snp`` (B, 1, 750) by default) and returns logits ``(B, m, C)``.
+    """
+
+    def __init__(
+        self,
+        views: Mapping[str, nn.Module] | None = None,
+        n_classes: int = 2,
+        feature_dims: Mapping[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        if views is None:
+            views = {"fc": FCNet(), "snp": SNPNet()}
+        if len(views) < 1:
+            from fusion.errors import ConfigError
+
+            raise ConfigError("CollaborativeNet needs at least one view")
+        if n_classes < 2:
+            from fusion.errors import ConfigError
+
+            raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
+        self.views = nn.ModuleDict(dict(views))
+        self.view_names = list(self.views.keys())
+        self.n_classes = int(n_classes)
+        dims = dict(feature_dims or {})
+        heads = {}
+        for name, net in self.views.items():
+            dim = dims.get(name, getattr(net, "out_features", None))
+            if dim is None:
+                from fusion.errors import ConfigError
+
+                raise ConfigError(f"view {name!r} has no out_features; give feature_dims[{name!r}]")
+            heads[name] = nn.Linear(int(dim), self.n_classes)
+        self.collab = nn.ModuleDict(heads)
+
+    @property
+    def fc_net(self) -> nn.Module:
+        """The view named ``fc`` (KeyError if absent)."""
+        return self.views["fc"]
+
+    @property
+    def snp_net(self) -> nn.Module:
+        """The view named ``snp`` (KeyError if absent)."""
+        return self.views["snp"]
+
+    @property
+    def n_views(self) -> int:
+        return len(self.view_names)
+
+    def representations(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        """Each view's flattened representation ``(B, d_i)``, in views order (the collaborative
+        layer's inputs; used as features by the CCL+SVM / CCL+RF baselines)."""
+        if len(inputs) != self.n_views:
+            from fusion.errors import InputError
+
+            raise InputError(
+                f"CollaborativeNet has views {self.view_names} but got {len(inputs)} input tensor(s)"
+            )
+        return [self.views[name](x) for name, x in zip(self.view_names, inputs)]
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Per-view class logits ``(B, m, C)``."""
+        feats = self.representations(*inputs)
+        logits = [self.collab[name](z) for name, z in zip(self.view_names, feats)]
+        return torch.stack(logits, dim=1)
+
+    def predict_proba(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities ``(B, C)``: the mean over views of each view's softmax."""
+        return torch.softmax(self.forward(*inputs), dim=-1).mean(dim=1)
