@@ -24,6 +24,7 @@ gradients (``torch.autograd.grad`` is used, not ``backward``).
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Literal
@@ -247,11 +248,21 @@ def layer_activations_and_gradients(
     score = select_target(output, target)
     if not activation.requires_grad:
         raise ConfigError("the target layer's output does not depend on the inputs' gradients")
-    (gradient,) = torch.autograd.grad(score.sum(), activation, allow_unused=True)
+    gradient = None
+    if score.requires_grad:
+        (gradient,) = torch.autograd.grad(score.sum(), activation, allow_unused=True)
     if gradient is None:
         raise ConfigError(
             f"the selected score does not depend on target layer {type(target_layer).__name__}: "
             f"for a collaborative network, explain a view with a layer of that view's branch"
+        )
+    if not gradient.any():
+        warnings.warn(
+            f"the gradient of the selected score with respect to target layer "
+            f"{type(target_layer).__name__} is zero for every example: the maps will be empty "
+            f"(is the layer in the branch of the explained view?)",
+            RuntimeWarning,
+            stacklevel=3,
         )
     return activation.detach(), gradient.detach(), output.detach()
 

@@ -78,6 +78,8 @@ def guided_backprop(
             for handle in handles:
                 handle.remove()
         score = select_target(output, target)
+        if not score.requires_grad:
+            raise ConfigError("the selected score does not depend on the inputs")
         grads = torch.autograd.grad(score.sum(), tensors, allow_unused=True)
     grads = tuple(
         torch.zeros_like(x) if g is None else g.detach() for g, x in zip(grads, tensors)
