@@ -80,8 +80,8 @@ def test_fc_maps_are_symmetrised_and_edges_listed_once():
     assert values.shape == (5, 15) and (roi_i < roi_j).all()
     assert values[0, list(zip(roi_i, roi_j)).index((1, 4))] == pytest.approx(0.505)
     table = sig.significant_edges(maps, np.zeros(5, int), fraction=0.5, roi_networks=networks)[0]
-    assert list(zip(table["roi_i"], table["roi_j"])) == [(1, 4), (0, 2)]
-    assert list(table["network_i"]) == ["A", "A"] and list(table["network_j"]) == ["C", "B"]
+    assert list(zip(table["roi_i"], table["roi_j"])) == [(0, 2), (1, 4)]
+    assert list(table["network_i"]) == ["A", "A"] and list(table["network_j"]) == ["B", "C"]
     hubs = sig.hub_degrees(table, n_rois, networks)
     assert dict(zip(hubs["roi"], hubs["degree"])) == {0: 1, 1: 1, 2: 1, 3: 0, 4: 1, 5: 0}
     assert list(hubs.columns) == ["roi", "network", "degree"]
