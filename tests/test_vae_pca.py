@@ -150,3 +150,20 @@ def test_cupy_backend_matches_numpy():
     b = GramPCA(5, chunk_size=64, backend="numpy").fit(Xtr)
     np.testing.assert_allclose(a.train_projection_, b.train_projection_, atol=1e-8)
     np.testing.assert_allclose(a.transform(Xte), b.transform(Xte), atol=1e-8)
+
+
+def test_npy_source_reads_byte_ranges_and_checks_files(tmp_path):
+    rng = np.random.default_rng(5)
+    arrays = [rng.normal(size=(3, 2, 5)).astype(np.float32) for _ in range(4)]
+    for i, a in enumerate(arrays):
+        np.save(tmp_path / f"s{i}.npy", a)
+    source = NpyStackSource([tmp_path / f"s{i}.npy" for i in range(4)])
+    flat = np.stack([a.ravel() for a in arrays]).astype(np.float64)
+    np.testing.assert_array_equal(source.read(7, 23), flat[:, 7:23])
+    np.testing.assert_array_equal(source.read(0, 30, rows=np.array([2, 0])), flat[[2, 0]])
+    np.save(tmp_path / "odd.npy", np.zeros((3, 2, 4), np.float32))
+    with pytest.raises(InputError, match="odd.npy"):
+        NpyStackSource([tmp_path / "s0.npy", tmp_path / "odd.npy"])
+    (tmp_path / "bad.npy").write_bytes(b"not an npy file")
+    with pytest.raises(InputError, match="bad.npy"):
+        NpyStackSource([tmp_path / "bad.npy"])

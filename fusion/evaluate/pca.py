@@ -129,41 +129,68 @@ class CallableSource:
 
 
 class NpyStackSource:
-    """One ``.npy`` file per subject, memory-mapped, flattened to one feature row per subject.
+    """One ``.npy`` file per subject, flattened to one feature row per subject, read by byte ranges.
 
-    Reading a column chunk touches only that slice of each file, so a cohort on the paper grid is
-    streamed without ever being loaded whole.
+    Reading a column chunk reads only that slice of each file (positioned reads, no memory map),
+    so a cohort on the paper grid is streamed without ever being loaded whole and without mapped
+    pages accumulating in the process's resident memory.
 
     Args:
-        paths: one ``.npy`` per subject, all with the same shape (e.g. ``(54, X, Y, Z)``).
+        paths: one ``.npy`` per subject, all with the same shape and dtype (e.g. ``(54, X, Y, Z)``
+            float32), C order.
     """
 
     def __init__(self, paths: Sequence[str | os.PathLike]):
         if len(paths) == 0:
             raise InputError("NpyStackSource needs at least one subject file")
         self.paths = [os.fspath(p) for p in paths]
-        self._arrays = []
-        shape = None
+        self._offsets = []
+        shape = dtype = None
         for path in self.paths:
-            try:
-                arr = np.load(path, mmap_mode="r", allow_pickle=False)
-            except (OSError, ValueError) as err:
-                raise InputError(f"cannot memory-map subject array {path}: {err}") from err
+            item_shape, item_dtype, offset = _npy_layout(path)
             if shape is None:
-                shape = arr.shape
-            elif arr.shape != shape:
-                raise InputError(f"subject array {path} has shape {arr.shape}, expected {shape} like the first file")
-            self._arrays.append(arr.reshape(-1))
+                shape, dtype = item_shape, item_dtype
+            elif (item_shape, item_dtype) != (shape, dtype):
+                raise InputError(
+                    f"subject array {path} is {item_dtype} {item_shape}, expected {dtype} {shape} like {self.paths[0]}"
+                )
+            self._offsets.append(offset)
         self.item_shape = tuple(shape)
+        self.dtype = dtype
         self.n_samples = len(self.paths)
         self.n_features = int(np.prod(shape))
 
     def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> np.ndarray:
         idx = range(self.n_samples) if rows is None else np.asarray(rows)
+        itemsize = self.dtype.itemsize
         out = np.empty((len(idx), stop - start), dtype=np.float64)
+        buffer = np.empty(stop - start, dtype=self.dtype)
         for out_row, i in enumerate(idx):
-            out[out_row] = self._arrays[i][start:stop]
+            with open(self.paths[i], "rb") as f:
+                f.seek(self._offsets[i] + start * itemsize)
+                if f.readinto(memoryview(buffer).cast("B")) != buffer.nbytes:
+                    raise InputError(f"subject array {self.paths[i]} ended before feature {stop}: truncated file?")
+            out[out_row] = buffer
         return out
+
+
+def _npy_layout(path: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """Shape, dtype and data offset of a C-ordered ``.npy`` file, from its header."""
+    from numpy.lib import format as npy_format
+
+    try:
+        with open(path, "rb") as f:
+            version = npy_format.read_magic(f)
+            reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            shape, fortran, dtype = reader(f)
+            offset = f.tell()
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read the .npy header of subject array {path}: {err}") from err
+    if fortran and len(shape) > 1:
+        raise InputError(f"subject array {path} is stored in Fortran order; expected C order")
+    if dtype.hasobject:
+        raise InputError(f"subject array {path} holds Python objects; expected numbers")
+    return tuple(shape), dtype, offset
 
 
 def as_source(X: np.ndarray | ChunkSource) -> ChunkSource:
