@@ -3,3 +3,10 @@
 Configs name runners by their full path (``runners.vae.VAERunner``); nothing is re-exported here
 so that adding a runner never means editing this file.
 """
+
+import os as _os
+
+# `catalyst-dl run` imports `args.expdir` (this folder) by path and registers it as `runners`
+# with pathlib entries in `__path__`, which the import system skips; make them strings so that
+# `runners.vae` and friends stay importable.
+__path__[:] = [_os.fspath(_p) for _p in __path__]  # noqa: F821

@@ -1,0 +1,115 @@
+"""Collect the folds' results into the run's ``results.json``."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from catalyst.core import Callback, CallbackOrder, CallbackScope
+
+from fusion.errors import InputError
+from fusion.io import read_json, write_json
+from runners.base import is_main_process
+
+LOGGER = logging.getLogger(__name__)
+
+_FOLD_DIR = re.compile(r"fold_(\d+)$")
+
+
+def aggregate_results(logdir: str | Path, metric: str = "auc") -> dict[str, Any] | None:
+    """Mean and spread of ``metric`` over every ``fold_XX/result.json`` in ``logdir``.
+
+    Folds trained by separate jobs into the same folder are all counted.
+
+    Returns:
+        ``{"<metric>_mean", "<metric>_std" (population std over folds), "<metric>" (per fold),
+        "folds" (stage names), "n_folds", "latent_dim", "n_subjects"}``, or None when no fold has a
+        result yet.
+
+    Raises:
+        InputError: a result without ``metric``, or folds that disagree on the latent size or
+            the number of subjects (results of different runs mixed in one folder).
+    """
+    logdir = Path(logdir)
+    entries = []
+    for path in sorted(logdir.glob("fold_*/result.json")):
+        match = _FOLD_DIR.match(path.parent.name)
+        if match is None:
+            continue
+        result = read_json(path)
+        if metric not in result:
+            raise InputError(f"{path} has no '{metric}' entry")
+        entries.append((int(match.group(1)), path.parent.name, result))
+    if not entries:
+        return None
+    entries.sort()
+    summary: dict[str, Any] = {}
+    values = np.asarray([float(r[metric]) for _, _, r in entries])
+    summary[f"{metric}_mean"] = float(values.mean())
+    summary[f"{metric}_std"] = float(values.std())
+    summary[metric] = values.tolist()
+    summary["folds"] = [name for _, name, _ in entries]
+    summary["n_folds"] = len(entries)
+    for key in ("latent_dim", "n_subjects"):
+        seen = {r.get(key) for _, _, r in entries}
+        if len(seen) > 1:
+            raise InputError(f"fold results in {logdir} disagree on {key} ({sorted(seen, key=str)}): "
+                             "results of different runs share this folder")
+        summary[key] = seen.pop()
+    return summary
+
+
+class ResultsAggregationCallback(Callback):
+    """At the end of the run: ``<logdir>/results.json`` from every fold's ``result.json``.
+
+    ``results.json`` holds ``auc_mean``, ``auc_std``, ``auc`` (per fold), ``folds``, ``n_folds``,
+    ``n_splits``, ``complete`` (every fold present), ``latent_dim``, ``seed``, ``n_subjects``.
+    Folds run as separate jobs into one folder are all counted, so the last job to finish writes
+    the complete summary. Nothing is written after a failed run. Experiment-scoped: the config
+    runner calls it once, in the launching process (never once per DDP rank).
+
+    Args:
+        n_splits: folds the run defines (to report completeness); None: unknown.
+        seed: the run's seed to record; None uses ``runner.seed``.
+        metric: the per-fold metric to aggregate.
+        logdir: the run's folder; None uses ``runner.logdir``.
+        filename: output file inside ``logdir``.
+    """
+
+    def __init__(
+        self,
+        n_splits: int | None = None,
+        seed: int | None = None,
+        metric: str = "auc",
+        logdir: str | Path | None = None,
+        filename: str = "results.json",
+    ):
+        super().__init__(order=CallbackOrder.external_extra + 20, scope=CallbackScope.experiment)
+        self.n_splits = n_splits
+        self.seed = seed
+        self.metric = metric
+        self.logdir = logdir
+        self.filename = filename
+
+    def on_experiment_end(self, runner: Any) -> None:
+        """Aggregate and write, unless the run failed or this is not the main process."""
+        if getattr(runner, "exception", None) is not None or not is_main_process(runner.engine):
+            return
+        logdir = Path(self.logdir if self.logdir is not None else runner.logdir)
+        summary = aggregate_results(logdir, self.metric)
+        if summary is None:
+            LOGGER.warning("no fold_*/result.json in %s: %s not written", logdir, self.filename)
+            return
+        summary["n_splits"] = self.n_splits
+        summary["complete"] = self.n_splits is not None and summary["n_folds"] == self.n_splits
+        summary["seed"] = self.seed if self.seed is not None else getattr(runner, "seed", None)
+        write_json(logdir / self.filename, summary)
+        mean, std = summary[f"{self.metric}_mean"], summary[f"{self.metric}_std"]
+        print(f"{self.metric}: {mean:.3f} +- {std:.3f} over {summary['n_folds']} fold(s) -> "
+              f"{logdir / self.filename}", flush=True)
+
+
+__all__ = ["ResultsAggregationCallback", "aggregate_results"]

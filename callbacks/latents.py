@@ -1,0 +1,128 @@
+"""Embed every subject with a fold's trained VAE."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from catalyst.core import Callback, CallbackNode, CallbackOrder
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from fusion.errors import InputError
+from fusion.io import save_npz
+from runners.base import is_main_process
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a (Distributed)DataParallel wrapper, or the model itself."""
+    return model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else model
+
+
+@torch.no_grad()
+def embed_subjects(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """Posterior means of every volume of every subject, in eval mode.
+
+    Args:
+        model: a VAE with ``encode(x (B, 1, X, Y, Z)) -> (mu, logvar)``.
+        dataset: items ``{"volumes": (M, X, Y, Z), "index": int}`` (``index`` = row of the result).
+        batch_size: subjects per forward pass.
+        device: where to run the model.
+        progress: show a progress bar.
+
+    Returns:
+        ``mu`` ``(len(dataset), M, latent_dim)`` float32.
+    """
+    was_training = model.training
+    model.eval()
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    out: np.ndarray | None = None
+    seen = np.zeros(len(dataset), dtype=bool)
+    try:
+        for batch in tqdm(loader, desc="latents", unit="batch", disable=not progress, leave=False):
+            volumes = batch["volumes"].to(device=device, dtype=torch.float32)
+            k, m = volumes.shape[:2]
+            mu, _ = model.encode(volumes.reshape(k * m, 1, *volumes.shape[2:]))
+            mu = mu.float().reshape(k, m, -1).cpu().numpy()
+            if out is None:
+                out = np.zeros((len(dataset), m, mu.shape[-1]), dtype=np.float32)
+            rows = np.asarray(batch["index"], dtype=np.int64)
+            out[rows] = mu
+            seen[rows] = True
+    finally:
+        model.train(was_training)
+    if out is None or not seen.all():
+        raise InputError(
+            f"latent extraction: the dataset's 'index' values must cover 0..{len(dataset) - 1}; "
+            f"{int((~seen).sum())} subject(s) were never embedded"
+        )
+    return out
+
+
+class LatentExtractionCallback(Callback):
+    """At the end of a fold: load its best checkpoint and write every subject's latents.
+
+    Writes ``<logdir>/<stage>/<filename>`` with ``mu`` ``(n_subjects, 54, latent_dim)``, ``labels``,
+    ``subject_ids``, and the fold's ``train``, ``val``, ``test`` subject indices (from
+    ``runner.stage_indices``). Only the main process writes (``CallbackNode.master``), once.
+
+    Args:
+        logdir: the run's folder; None uses ``runner.logdir``.
+        checkpoint: which checkpoint of the stage to load (``best`` or ``last``).
+        checkpoint_dir: folder of the checkpoints inside the stage folder.
+        batch_size: subjects per forward pass.
+        filename: output file inside the stage folder.
+        progress: show a progress bar.
+    """
+
+    def __init__(
+        self,
+        logdir: str | Path | None = None,
+        checkpoint: str = "best",
+        checkpoint_dir: str = "checkpoints",
+        batch_size: int = 1,
+        filename: str = "latents.npz",
+        progress: bool = True,
+    ):
+        super().__init__(order=CallbackOrder.external_extra, node=CallbackNode.master)
+        self.logdir = logdir
+        self.checkpoint = checkpoint
+        self.checkpoint_dir = checkpoint_dir
+        self.batch_size = batch_size
+        self.filename = filename
+        self.progress = progress
+
+    def on_stage_end(self, runner: Any) -> None:
+        """Embed the cohort with the stage's checkpoint and save the latents."""
+        if not is_main_process(runner.engine):
+            return
+        stage_dir = Path(self.logdir if self.logdir is not None else runner.logdir) / runner.stage_key
+        path = stage_dir / self.checkpoint_dir / f"{self.checkpoint}.pth"
+        if not path.is_file():
+            raise InputError(f"latent extraction: checkpoint {path} does not exist (did the stage train?)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model = unwrap_model(runner.model)
+        model.load_state_dict(state["model_state_dict"])
+        dataset = runner.dataset
+        mu = embed_subjects(model, dataset, self.batch_size, runner.engine.device, self.progress)
+        split = runner.stage_indices.get(runner.stage_key, {})
+        save_npz(
+            stage_dir / self.filename,
+            mu=mu,
+            labels=np.asarray(dataset.labels, dtype=np.int64),
+            subject_ids=np.asarray([str(s) for s in dataset.subject_ids]),
+            train=np.asarray(split.get("train", []), dtype=np.int64),
+            val=np.asarray(split.get("valid", []), dtype=np.int64),
+            test=np.asarray(split.get("test", []), dtype=np.int64),
+        )
+
+
+__all__ = ["LatentExtractionCallback", "embed_subjects", "unwrap_model"]

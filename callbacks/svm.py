@@ -1,0 +1,118 @@
+"""Classify a fold's test subjects with a linear SVM on their latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from catalyst.core import Callback, CallbackNode, CallbackOrder
+
+from fusion.errors import InputError
+from fusion.evaluate.classifiers import LinearSVM
+from fusion.evaluate.metrics import roc_auc
+from fusion.io import load_npz, save_npz, write_json
+from runners.base import is_main_process
+
+
+def classify_fold(
+    latents: dict[str, np.ndarray], svm: LinearSVM
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Fit ``svm`` on the training and validation subjects, score the test subjects.
+
+    Args:
+        latents: arrays of a ``latents.npz``: ``mu`` ``(n, M, l)``, ``labels`` ``(n,)``,
+            ``subject_ids`` ``(n,)``, ``train``, ``val``, ``test`` index arrays.
+        svm: an unfitted classifier.
+
+    Returns:
+        ``(result, weights)``: the JSON-ready result (``auc``, sizes, test subject ids, labels and
+        decision scores) and ``{"coef": (M * l,), "intercept": (1,)}``.
+    """
+    missing = {"mu", "labels", "subject_ids", "train", "val", "test"} - set(latents)
+    if missing:
+        raise InputError(f"latents lack the array(s) {sorted(missing)}")
+    mu = np.asarray(latents["mu"])
+    if mu.ndim != 3:
+        raise InputError(f"latents 'mu' must be (n_subjects, n_modalities, latent_dim), got {mu.shape}")
+    features = mu.reshape(mu.shape[0], -1)
+    labels = np.asarray(latents["labels"])
+    fit_rows = np.concatenate([latents["train"], latents["val"]]).astype(np.int64)
+    test = np.asarray(latents["test"], dtype=np.int64)
+    if fit_rows.size == 0 or test.size == 0:
+        raise InputError("latents hold an empty training or test set: cannot classify")
+    svm.fit(features[fit_rows], labels[fit_rows])
+    scores = svm.decision_function(features[test])
+    result = {
+        "auc": roc_auc(labels[test], scores),
+        "n_subjects": int(mu.shape[0]),
+        "n_modalities": int(mu.shape[1]),
+        "latent_dim": int(mu.shape[2]),
+        "n_train": int(len(latents["train"])),
+        "n_val": int(len(latents["val"])),
+        "n_test": int(test.size),
+        "svm_backend": svm.backend_,
+        "test_subject_ids": [str(s) for s in np.asarray(latents["subject_ids"])[test]],
+        "test_labels": labels[test].astype(int).tolist(),
+        "scores": np.asarray(scores, dtype=float).tolist(),
+    }
+    weights = {"coef": np.asarray(svm.coef_, dtype=np.float64), "intercept": np.asarray([svm.intercept_])}
+    return result, weights
+
+
+class SVMClassificationCallback(Callback):
+    """At the end of a fold: linear SVM on the latents of its train+val subjects, AUC on its test.
+
+    Reads ``<logdir>/<stage>/latents.npz`` (from :class:`callbacks.latents.LatentExtractionCallback`,
+    which runs just before), features = the ``54 * l`` concatenated latents of a subject. Writes
+    ``<stage>/result.json`` (``auc``, sizes, test subject ids, labels and decision scores) and
+    ``<stage>/svm.npz`` (``coef``, ``intercept``). Only the main process writes, once.
+
+    Args:
+        C: SVM regularisation (``fusion.evaluate.classifiers.LinearSVM``).
+        backend: ``auto`` (cuML when a GPU is present), ``cuml`` or ``sklearn``.
+        max_iter: solver iteration limit.
+        tol: solver tolerance.
+        standardize: scale features with the training statistics first.
+        logdir: the run's folder; None uses ``runner.logdir``.
+        latents: latents file inside the stage folder.
+    """
+
+    def __init__(
+        self,
+        C: float = 1.0,
+        backend: str = "auto",
+        max_iter: int = 100_000,
+        tol: float = 1e-4,
+        standardize: bool = False,
+        logdir: str | Path | None = None,
+        latents: str = "latents.npz",
+    ):
+        super().__init__(order=CallbackOrder.external_extra + 10, node=CallbackNode.master)
+        self.C = C
+        self.backend = backend
+        self.max_iter = max_iter
+        self.tol = tol
+        self.standardize = standardize
+        self.logdir = logdir
+        self.latents = latents
+
+    def on_stage_end(self, runner: Any) -> None:
+        """Fit, score and save this fold's classification."""
+        if not is_main_process(runner.engine):
+            return
+        stage_dir = Path(self.logdir if self.logdir is not None else runner.logdir) / runner.stage_key
+        path = stage_dir / self.latents
+        if not path.is_file():
+            raise InputError(f"SVM classification: {path} does not exist (add LatentExtractionCallback)")
+        svm = LinearSVM(
+            C=self.C, backend=self.backend, max_iter=self.max_iter, tol=self.tol, standardize=self.standardize
+        )
+        result, weights = classify_fold(load_npz(path), svm)
+        result = {"stage": runner.stage_key, **result}
+        save_npz(stage_dir / "svm.npz", **weights)
+        write_json(stage_dir / "result.json", result)
+        print(f"{runner.stage_key}: test AUC {result['auc']:.3f} (n_test {result['n_test']})", flush=True)
+
+
+__all__ = ["SVMClassificationCallback", "classify_fold"]

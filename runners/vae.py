@@ -1,0 +1,60 @@
+"""Catalyst runner of the multimodal VAE (Geenjaar et al. 2021)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from fusion.errors import ConfigError
+from fusion.losses.elbo import elbo
+from runners.base import ConfigRunner
+
+
+class VAERunner(ConfigRunner):
+    """Trains one VAE per fold on every modality volume of the training subjects.
+
+    A batch holds the 54 volumes of ``k`` subjects, ``(k, 54, X, Y, Z)``; every volume is one
+    sample of the shared encoder-decoder, so the model sees ``(k * 54, 1, X, Y, Z)``. The loss is
+    the negative ELBO (``loss.beta`` weighs the KL term); ``loss``, ``recon`` and ``kl`` go to
+    ``batch_metrics`` (``OptimizerCallback(metric_key="loss")`` steps on ``loss``).
+
+    Config keys besides the base runner's: ``loss`` (``beta``), ``svm`` and ``latents`` (read by the
+    callbacks through interpolation). ``model.in_shape: null`` takes the prepared data's grid.
+    """
+
+    config_keys = ConfigRunner.config_keys | {"loss", "svm", "latents"}
+
+    @property
+    def beta(self) -> float:
+        """Weight of the KL term (``loss.beta``, default 1)."""
+        return float(self.select("loss.beta", 1.0))
+
+    def build_model(self) -> torch.nn.Module:
+        """The VAE from ``model``, on the grid of the prepared volumes unless ``in_shape`` is set."""
+        node = OmegaConf.select(self.cfg, "model", default=None)
+        if node is None or "_target_" not in node:
+            raise ConfigError("config key 'model' needs a _target_ (e.g. fusion.models.vae.MultimodalVAE)")
+        grid = tuple(int(s) for s in tuple(self.dataset.shape)[-3:])
+        in_shape = self.select("model.in_shape")
+        if in_shape is None:
+            return instantiate(node, in_shape=grid)
+        if tuple(int(s) for s in in_shape) != grid:
+            raise ConfigError(
+                f"model.in_shape {tuple(in_shape)} differs from the prepared volumes' grid {grid} "
+                f"(data: {self.select('data.prepared_dir', '?')}); set model.in_shape=null to follow the data"
+            )
+        return instantiate(node)
+
+    def handle_batch(self, batch: Mapping[str, Any]) -> None:
+        """Reshape ``(k, 54, X, Y, Z)`` to ``(k * 54, 1, X, Y, Z)``, reconstruct, score the ELBO."""
+        volumes = batch["volumes"]
+        x = volumes.reshape(-1, 1, *volumes.shape[2:])
+        recon, mu, logvar = self.model(x)
+        self.batch_metrics.update(elbo(recon, x, mu, logvar, beta=self.beta))
+
+
+__all__ = ["VAERunner"]
