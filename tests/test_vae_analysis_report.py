@@ -243,3 +243,41 @@ def test_sample_and_interpolate_commands(analysed, tmp_path, capsys):
 def test_vae_analyze_command_reports_bad_input(tmp_path, capsys):
     assert main(["vae-analyze", "--logdir", str(tmp_path / "nothing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_callback_analyses_the_run_at_experiment_end(fake_run, tmp_path):
+    import shutil
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from callbacks.vae_analysis import VAEAnalysisCallback
+    from fusion.errors import InputError
+
+    logdir = tmp_path / "run"
+    shutil.copytree(fake_run[0], logdir)
+    for name in ("report.md", "results.json"):
+        (logdir / name).unlink(missing_ok=True)
+    io.write_json(logdir / "results.json", {"auc_mean": 0.5, "seed": 42})
+    # A model config that does not fit the checkpoints: the group maps are skipped with the reason.
+    wrong = {**MODEL_CFG, "latent_dim": LATENT + 2}
+    runner = SimpleNamespace(logdir=logdir, engine=None, exception=None, cfg=OmegaConf.create({"model": wrong}),
+                             dataset=PreparedVolumes(fake_run[1]))
+    callback = VAEAnalysisCallback(fold=7, tsne_perplexity=5, tsne_max_iter=250, tsne_max_subjects=3, device="cpu")
+    failed = SimpleNamespace(**{**vars(runner), "exception": RuntimeError("boom")})
+    callback.on_experiment_end(failed)
+    assert not (logdir / "report.md").exists()
+    callback.on_experiment_end(runner)
+    results = io.read_json(logdir / "results.json")
+    assert results["analysis"]["fold"] == 0  # fold 7 was not trained: the lowest trained fold
+    assert "does not fit" in results["analysis"]["skipped"]["group_difference"]
+    assert results["recovery"]["modality_recall"] == 1.0 and results["auc_mean"] == 0.5
+    assert "does not fit" in (logdir / "report.md").read_text()
+    # Broken latents: logged into the report, or raised when strict.
+    io.save_npz(logdir / "fold_00" / "latents.npz", mu=np.zeros((3, 4)), labels=np.zeros(3))
+    callback.on_experiment_end(runner)
+    assert "analysis failed" in (logdir / "report.md").read_text()
+    assert "mu must be" in io.read_json(logdir / "results.json")["analysis"]["error"]
+    with pytest.raises(InputError, match="mu must be"):
+        VAEAnalysisCallback(strict=True).on_experiment_end(runner)
