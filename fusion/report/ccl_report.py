@@ -1,0 +1,93 @@
+"""``report.md`` of a gCAM-CCL run: test metrics, Table III, recovery of planted effects, figures.
+
+Reads only files of the run directory (``results.json``, ``table3.csv``, ``splits.json``, the
+PNGs written by the interpretation step) and writes ``report.md`` beside them; figures are linked
+with paths relative to the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fusion import io
+
+_FIGURE_TITLES = (
+    ("mean_maps_fc", "Averaged Grad-CAM and guided Grad-CAM FC maps per class (Figs. 2-3)"),
+    ("mean_maps_snp", "Averaged SNP maps per class"),
+    ("activation_histograms", "Histograms of the FC activation maps per class (Fig. 4)"),
+    ("connectome", "Significant FC edges on the Power-264 coordinates (Figs. 5-6)"),
+    ("hub_degrees", "ROI hub degrees of the significant edges"),
+)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> str:
+    """A GitHub markdown table of ``rows`` (dicts) over ``columns``."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_ccl_report(logdir: str | os.PathLike) -> Path:
+    """Assemble ``logdir/report.md`` from the run's result files; returns its path."""
+    import pandas as pd
+
+    logdir = Path(logdir)
+    parts = [f"# gCAM-CCL run `{logdir}`", ""]
+    results = io.read_json(logdir / "results.json") if (logdir / "results.json").is_file() else None
+    if results:
+        names = results.get("class_names", ["low", "high"])
+        parts += [
+            "## Test-set classification",
+            "",
+            f"Classes: {names[0]} (0) vs {names[1]} (1, positive: sensitivity = recall of "
+            f"'{results.get('positive_class', names[1])}'). Prediction = mean of the views' softmax.",
+            f"Subjects: {results.get('n_train')} train, {results.get('n_val')} validation, "
+            f"{results.get('n_test')} test over {results.get('n_folds', 1)} fold(s).",
+            "",
+            markdown_table([results], ["accuracy", "sensitivity", "specificity", "f1", "auc", "n_test"]),
+            "",
+        ]
+        if results.get("n_folds", 1) > 1:
+            parts += ["Per fold:", "", markdown_table(results["folds"], ["stage", "accuracy", "sensitivity",
+                                                                       "specificity", "f1", "auc", "n_test"]), ""]
+        rec = results.get("recovery")
+        if isinstance(rec, dict):
+            parts += ["## Recovery of the planted effects", "",
+                      "Significant features (kept > 0.05 x max in > 70% of a class's subjects) against "
+                      "the cohort's `ground_truth.json`.", "",
+                      markdown_table([rec], [k for k in ("edge_precision", "edge_recall", "snp_precision",
+                                                         "snp_recall") if k in rec]), ""]
+    table3 = logdir / "table3.csv"
+    if table3.is_file():
+        frame = pd.read_csv(table3)
+        parts += ["## Table III: gCAM-CCL and baselines on the same test subjects", "",
+                  markdown_table(frame.to_dict("records"), list(frame.columns)), ""]
+    figures = sorted(p for p in logdir.rglob("*.png") if not any(q.startswith(".") for q in p.parts))
+    if figures:
+        parts += ["## Figures", ""]
+        used: set[Path] = set()
+        for stem, title in _FIGURE_TITLES:
+            group = [p for p in figures if p.name.startswith(stem) and p not in used]
+            if not group:
+                continue
+            parts += [f"### {title}", ""]
+            for p in group:
+                used.add(p)
+                parts += [f"![{p.stem}]({p.relative_to(logdir).as_posix()})", ""]
+        rest = [p for p in figures if p not in used]
+        if rest:
+            parts += ["### Other figures", ""]
+            parts += [f"![{p.stem}]({p.relative_to(logdir).as_posix()})\n" for p in rest]
+    files = [name for name in ("results.json", "splits.json", "test_predictions.csv", "table3.csv", "table3.md")
+             if (logdir / name).is_file()]
+    if files:
+        parts += ["## Files", "", *[f"- `{name}`" for name in files], ""]
+    return io.write_text(logdir / "report.md", "\n".join(parts))

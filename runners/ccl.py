@@ -1,0 +1,75 @@
+"""CCLRunner: gCAM-CCL training on the config-driven base runner.
+
+What happens to a batch: the views' tensors (``batch[name]`` for each view of the model, in the
+model's order: ``fc`` then ``snp``) go through the collaborative network; the collaborative
+cross-entropy (the ``criterion`` node) of the per-view logits ``(B, m, C)`` is the loss; the
+accuracy of the mean-of-views prediction is logged beside it.
+
+Differences from :class:`runners.base.ConfigRunner`:
+
+- without a ``folds`` node there is one stage named ``fold_00`` (the 70/15/15 split), so a run
+  directory has the same layout with or without K-fold;
+- before a stage's loaders are built, missing genotype calls are imputed from that stage's
+  training subjects only (``CCLDataset.fit_imputation``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+import torch
+
+from runners.base import ConfigRunner, fold_stage_name
+
+
+class CCLRunner(ConfigRunner):
+    """Catalyst runner of the collaborative network (see the module docstring).
+
+    Extra top-level config keys: ``split`` (holdout fractions and seed, read by the split
+    callback through interpolation), ``interpret`` (activation maps), ``table3`` (baselines).
+    """
+
+    config_keys = ConfigRunner.config_keys | frozenset({"split", "interpret", "table3"})
+
+    @property
+    def all_stages(self) -> list[str]:
+        """One stage per fold; the default holdout split is the single stage ``fold_00``."""
+        n_splits = self.select("folds.n_splits")
+        if n_splits is None:
+            return [fold_stage_name(0)]
+        return [fold_stage_name(i) for i in range(n_splits)]
+
+    @property
+    def stages(self) -> list[str]:
+        if self.select("folds.n_splits") is None:
+            return self.all_stages
+        return super().stages
+
+    def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
+        """Impute genotypes from this stage's training subjects, then the base runner's subsets."""
+        split = self.stage_indices.get(stage)
+        if split is not None and hasattr(self.dataset, "fit_imputation"):
+            self.dataset.fit_imputation(np.asarray(split["train"], dtype=int))
+        return super().get_datasets(stage)
+
+    def view_names(self) -> list[str]:
+        """Batch keys of the model's inputs, in order (``["fc", "snp"]`` by default)."""
+        names = getattr(self.model, "view_names", None)
+        return list(names) if names is not None else ["fc", "snp"]
+
+    def handle_batch(self, batch: dict[str, Any]) -> None:
+        """Forward the views, collaborative loss, mean-of-views accuracy."""
+        inputs = [batch[name] for name in self.view_names()]
+        target = batch["label"]
+        logits = self.model(*inputs)  # (B, m, C)
+        loss = self.criterion(logits, target)
+        with torch.no_grad():
+            proba = torch.softmax(logits, dim=-1).mean(dim=1)
+            accuracy = (proba.argmax(dim=1) == target).float().mean()
+        self.batch = {**batch, "logits": logits, "proba": proba}
+        self.batch_metrics.update({"loss": loss, "accuracy": accuracy})
+
+
+__all__ = ["CCLRunner"]
