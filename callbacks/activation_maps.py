@@ -1,0 +1,257 @@
+"""Export gCAM-CCL activation maps, significant features and recovery scores after training.
+
+A thin Catalyst adapter around :mod:`fusion.interpret.ccl_maps`: once every fold has trained, it
+loads each fold's best checkpoint, explains that fold's test subjects, and writes the results.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from catalyst.core import Callback, CallbackNode, CallbackOrder, CallbackScope
+from torch.utils.data import DataLoader, Subset
+
+from fusion import io
+from fusion.errors import ConfigError, InputError
+from fusion.interpret.ccl_maps import (
+    MAP_KINDS,
+    analyse_subject_maps,
+    compute_subject_maps,
+    save_subject_maps,
+    view_specs,
+)
+from fusion.interpret.recovery import load_ground_truth
+
+LOGGER = logging.getLogger(__name__)
+RECOVERY_KEYS = ("edge_precision", "edge_recall", "snp_precision", "snp_recall")
+
+
+class ActivationMapCallback(Callback):
+    """Grad-CAM / guided Grad-CAM maps of the test subjects of every fold, and what they reveal.
+
+    Experiment-scoped (runs once, in the launching process, after all folds have trained; only
+    the main process writes). For each fold stage it:
+
+    1. builds a fresh model (``runner.build_model()``) and loads
+       ``<logdir>/<fold>/checkpoints/best.pth`` with ``torch.load(weights_only=True)``;
+    2. computes, for each view in ``target_layers``, the Grad-CAM and guided Grad-CAM map of every
+       test subject for its own class, and saves them as ``<fold>/maps/gradcam_fc.npy``
+       ``(n_test, 264, 264)``, ``guided_gradcam_fc.npy``, ``gradcam_snp.npy`` ``(n_test, 750)``,
+       ``guided_gradcam_snp.npy`` and ``subjects.npz`` (labels, predictions, dataset indices);
+    3. writes to ``<fold>/interpretation/`` the significant edges, hub degrees and significant
+       SNPs per class (CSV), the figures (activation histograms, class-mean maps, connectome,
+       hub degrees) and ``summary.json``;
+    4. when a ground truth is found, scores recovery and adds a ``recovery`` block
+       (``edge_precision``, ``edge_recall``, ``snp_precision``, ``snp_recall``; mean over folds,
+       with the per-fold values under ``folds``) to ``<logdir>/results.json``, keeping what is
+       already there.
+
+    Args:
+        target_layers: ``{view name: dotted layer path}``; view names are the model's input names
+            in order (``view_order``).
+        variant: ``"eq10"`` (paper) or ``"standard"`` Grad-CAM.
+        fraction: per-subject threshold, share of the subject's maximum (paper: 0.05).
+        class_fraction: significant when kept in more than this share of a class (paper: 0.7).
+        significance_maps: ``{view: "gradcam" | "guided_gradcam"}``, the map each view's
+            significance is computed from (default: Grad-CAM for every view).
+        view_order: the model's inputs = batch keys, in order.
+        n_classes: number of classes.
+        upsample_mode: interpolation mode from the layer to the input size.
+        relu_map: ReLU on the Grad-CAM map (None: the variant's definition).
+        map_class: ``"label"`` (each subject's class) or ``"predicted"``.
+        recovery_classes: ``"union"`` of the classes' significant features, or one class index.
+        loader_key: the split part to explain (``"test"``).
+        checkpoint: checkpoint path inside a fold folder.
+        ground_truth: ``ground_truth.json`` path; None looks at the dataset's ``ground_truth``
+            attribute, then beside ``data.manifest``.
+        atlas: ``"power264"`` gives ROI networks and coordinates to 264 x 264 FC maps; None none.
+        batch_size: subjects per forward/backward pass.
+        figures: draw the figures.
+        device: ``"cpu"``, ``"cuda"``...; None picks CUDA when available.
+
+    Example (``conf/ccl.yaml``)::
+
+        callbacks:
+          activation_maps:
+            _target_: callbacks.activation_maps.ActivationMapCallback
+            target_layers:
+              fc: views.fc.features.conv3.relu
+              snp: views.snp.features.conv1.relu
+            variant: eq10
+            fraction: 0.05
+            class_fraction: 0.7
+            significance_maps: {fc: gradcam, snp: guided_gradcam}
+    """
+
+    def __init__(
+        self,
+        target_layers: Mapping[str, str],
+        variant: str = "eq10",
+        fraction: float = 0.05,
+        class_fraction: float = 0.7,
+        significance_maps: Mapping[str, str] | None = None,
+        view_order: Sequence[str] = ("fc", "snp"),
+        n_classes: int = 2,
+        upsample_mode: str = "nearest",
+        relu_map: bool | None = None,
+        map_class: str = "label",
+        recovery_classes: str | int = "union",
+        loader_key: str = "test",
+        checkpoint: str = "checkpoints/best.pth",
+        ground_truth: str | None = None,
+        atlas: str | None = "power264",
+        batch_size: int = 8,
+        figures: bool = True,
+        device: str | None = None,
+    ) -> None:
+        super().__init__(
+            order=CallbackOrder.ExternalExtra, node=CallbackNode.master, scope=CallbackScope.experiment
+        )
+        self.target_layers = dict(target_layers)
+        self.variant = variant
+        self.fraction = float(fraction)
+        self.class_fraction = float(class_fraction)
+        self.significance_maps = dict(significance_maps or {v: "gradcam" for v in self.target_layers})
+        self.view_order = list(view_order)
+        self.n_classes = int(n_classes)
+        self.upsample_mode = upsample_mode
+        self.relu_map = relu_map
+        self.map_class = map_class
+        self.recovery_classes = recovery_classes
+        self.loader_key = loader_key
+        self.checkpoint = checkpoint
+        self.ground_truth = ground_truth
+        self.atlas = atlas
+        self.batch_size = int(batch_size)
+        self.figures = bool(figures)
+        self.device = device
+        self.views = view_specs(self.target_layers, self.view_order)
+        for view, kind in self.significance_maps.items():
+            if view not in self.target_layers or kind not in MAP_KINDS:
+                raise ConfigError(
+                    f"significance_maps entry {view}: {kind} needs a view of target_layers "
+                    f"({sorted(self.target_layers)}) and a kind in {MAP_KINDS}"
+                )
+
+    # ------------------------------------------------------------------ events
+    def on_experiment_end(self, runner: Any) -> None:
+        """Explain every fold this process ran, then add the recovery block to results.json."""
+        if getattr(runner, "exception", None) is not None:
+            return
+        from runners.base import is_main_process
+
+        if not is_main_process(getattr(runner, "engine", None)):
+            return
+        truth = self._ground_truth(runner)
+        per_fold = {}
+        for stage in runner.stages:
+            summary = self.explain_stage(runner, stage, truth)
+            if summary.get("recovery") is not None:
+                per_fold[stage] = summary["recovery"]
+        if per_fold:
+            self._write_recovery(Path(runner.logdir) / "results.json", per_fold)
+
+    # ------------------------------------------------------------------ work
+    def explain_stage(self, runner: Any, stage: str, truth: Mapping | None = None) -> dict:
+        """Maps, significance, figures and recovery of one fold; returns its summary."""
+        stage_dir = Path(runner.stage_dir(stage))
+        split = getattr(runner, "stage_indices", {}).get(stage, {})
+        if self.loader_key not in split:
+            raise ConfigError(
+                f"ActivationMapCallback: stage {stage!r} has no {self.loader_key!r} subjects "
+                f"(split parts: {sorted(split)})"
+            )
+        dataset = runner.dataset
+        if getattr(dataset, "has_missing_genotypes", False) and "train" in split:
+            dataset.fit_imputation(split["train"])  # this fold's training subjects only
+        model = runner.build_model()
+        model.load_state_dict(self._load_weights(stage_dir / self.checkpoint))
+        loader = DataLoader(
+            Subset(dataset, np.asarray(split[self.loader_key], dtype=int).tolist()),
+            batch_size=self.batch_size,
+            shuffle=False,
+        )
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        LOGGER.info("activation maps of %s: %d subjects", stage, len(loader.dataset))
+        maps = compute_subject_maps(
+            model, loader, self.views, self.view_order, self.n_classes, variant=self.variant,
+            upsample_mode=self.upsample_mode, relu_map=self.relu_map, map_class=self.map_class,
+            device=device,
+        )
+        save_subject_maps(stage_dir / "maps", maps)
+        roi_networks = roi_coords = None
+        fc_maps = maps.get("gradcam_fc")
+        if self.atlas == "power264" and fc_maps is not None and fc_maps.shape[1:] == (264, 264):
+            from fusion.data.power import power_coords, power_networks
+
+            roi_networks, roi_coords = power_networks(), power_coords()
+        summary = analyse_subject_maps(
+            stage_dir / "interpretation",
+            maps,
+            self.significance_maps,
+            fraction=self.fraction,
+            class_fraction=self.class_fraction,
+            class_names=getattr(dataset, "class_names", None),
+            roi_networks=roi_networks,
+            roi_coords=roi_coords,
+            snp_ids=getattr(dataset, "snp_ids", None),
+            truth=truth,
+            recovery_classes=self.recovery_classes,
+            figures=self.figures,
+        )
+        summary["files"] = [str(Path(p).relative_to(stage_dir)) for p in summary["files"]]
+        summary["settings"] = {
+            "target_layers": self.target_layers,
+            "variant": self.variant,
+            "fraction": self.fraction,
+            "class_fraction": self.class_fraction,
+            "significance_maps": self.significance_maps,
+            "upsample_mode": self.upsample_mode,
+            "map_class": self.map_class,
+            "n_subjects": int(len(maps["labels"])),
+            "accuracy": float(np.mean(maps["predicted"] == maps["labels"])),
+        }
+        io.write_json(stage_dir / "interpretation" / "summary.json", summary)
+        return summary
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _load_weights(path: Path) -> dict:
+        if not path.is_file():
+            raise InputError(
+                f"ActivationMapCallback: checkpoint {path} does not exist (is a checkpoint callback "
+                f"saving 'best' into the fold folder?)"
+            )
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "model_state_dict" in state:
+            state = state["model_state_dict"]
+        if not isinstance(state, dict):
+            raise InputError(f"checkpoint {path} holds no model state dict")
+        return state
+
+    def _ground_truth(self, runner: Any) -> Mapping | None:
+        if self.ground_truth:
+            return load_ground_truth(self.ground_truth)
+        truth = getattr(runner.dataset, "ground_truth", None)
+        if truth is not None:
+            return truth
+        manifest = runner.select("data.manifest") if hasattr(runner, "select") else None
+        if manifest:
+            path = Path(str(manifest)).parent / "ground_truth.json"
+            if path.is_file():
+                return load_ground_truth(path)
+        return None
+
+    @staticmethod
+    def _write_recovery(path: Path, per_fold: Mapping[str, Mapping]) -> None:
+        block = {key: float(np.mean([r[key] for r in per_fold.values()])) for key in RECOVERY_KEYS
+                 if all(key in r for r in per_fold.values())}
+        block["folds"] = {stage: dict(r) for stage, r in per_fold.items()}
+        results = io.read_json(path) if path.is_file() else {}
+        results["recovery"] = block
+        io.write_json(path, results)

@@ -1,0 +1,252 @@
+"""gCAM-CCL interpretation of a trained collaborative network, from subjects to result files.
+
+:func:`compute_subject_maps` runs Grad-CAM and guided Grad-CAM for every view over a set of
+subjects; :func:`analyse_subject_maps` turns the maps into the paper's outputs (significant edges,
+hub degrees, significant SNPs, histograms, figures) and, with a ground truth, recovery scores.
+Both are plain PyTorch/NumPy; ``callbacks.activation_maps.ActivationMapCallback`` calls them.
+
+Each subject gets the map of one class, its own (``map_class="label"``, default: the paper's
+class-specific maps are averaged within each class) or the predicted one (``"predicted"``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fusion import io
+from fusion.errors import ConfigError, InputError
+from fusion.interpret import significance as sig
+from fusion.interpret.gradcam import grad_cam, resolve_layer, view_class_target
+from fusion.interpret.guided_backprop import guided_backprop
+from fusion.interpret.recovery import recovery_scores
+
+MAP_KINDS = ("gradcam", "guided_gradcam")
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """One view of a collaborative network to explain.
+
+    Args:
+        name: the view's batch key and file suffix (``"fc"``, ``"snp"``).
+        input_index: position of the view's tensor in ``model(*inputs)``.
+        view_index: position of the view's logits in the ``(B, m_views, C)`` output.
+        layer: dotted module path of the Grad-CAM target layer in that view's branch.
+    """
+
+    name: str
+    input_index: int
+    view_index: int
+    layer: str
+
+
+def view_specs(target_layers: Mapping[str, str], view_order: Sequence[str]) -> list[ViewSpec]:
+    """Views to explain, from ``{view name: layer path}`` and the model's input order.
+
+    The i-th name of ``view_order`` is both the model's i-th input and its i-th view of logits.
+    """
+    specs = []
+    for name, layer in target_layers.items():
+        if name not in view_order:
+            raise ConfigError(
+                f"target_layers names view {name!r}, which is not one of the inputs {list(view_order)}"
+            )
+        index = list(view_order).index(name)
+        specs.append(ViewSpec(name=name, input_index=index, view_index=index, layer=layer))
+    return specs
+
+
+def compute_subject_maps(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    views: Sequence[ViewSpec],
+    view_order: Sequence[str],
+    n_classes: int,
+    variant: str = "eq10",
+    upsample_mode: str = "nearest",
+    relu_map: bool | None = None,
+    map_class: str = "label",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Per-subject Grad-CAM and guided Grad-CAM maps for every view.
+
+    Args:
+        model: collaborative network, ``model(*[batch[v] for v in view_order]) -> (B, m, C)``.
+        batches: iterable of dataset batches ``{"fc": (B,1,264,264), "snp": (B,1,750),
+            "label": (B,), "index": (B,)}``.
+        views: which views and layers to explain (:func:`view_specs`).
+        n_classes: number of classes C.
+        variant, upsample_mode, relu_map: Grad-CAM options (:func:`fusion.interpret.gradcam.grad_cam`).
+        map_class: ``"label"`` (each subject's own class) or ``"predicted"``.
+        device: where to run the model.
+
+    Returns:
+        ``{"gradcam_<view>": (n, *input spatial), "guided_gradcam_<view>": (n, *input spatial),
+        "labels": (n,), "predicted": (n,), "probabilities": (n, C), "index": (n,)}``, float32
+        maps in dataset order of the batches.
+    """
+    if map_class not in ("label", "predicted"):
+        raise ConfigError(f"map_class must be 'label' or 'predicted', got {map_class!r}")
+    for view in views:
+        resolve_layer(model, view.layer)
+    model = model.to(device)
+    out: dict[str, list] = {k: [] for k in ("labels", "predicted", "probabilities", "index")}
+    for view in views:
+        for kind in MAP_KINDS:
+            out[f"{kind}_{view.name}"] = []
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in tqdm(batches, desc="activation maps", disable=not progress, leave=False):
+            missing = [k for k in (*view_order, "label") if k not in batch]
+            if missing:
+                raise InputError(f"a batch has no {missing} entries (keys: {sorted(batch)})")
+            inputs = tuple(batch[v].to(device=device, dtype=torch.float32) for v in view_order)
+            labels = torch.as_tensor(batch["label"]).long().reshape(-1)
+            with torch.no_grad():
+                logits = model(*inputs)
+            probs = logits.softmax(dim=-1).mean(dim=1)
+            chosen = labels if map_class == "label" else probs.argmax(dim=1).cpu()
+            for view in views:
+                spatial = tuple(inputs[view.input_index].shape[2:])
+                cams, guided = [], []
+                for c in range(n_classes):
+                    target = view_class_target(view.view_index, c)
+                    cams.append(
+                        grad_cam(model, inputs, view.layer, target, variant=variant,
+                                 upsample_to=spatial, upsample_mode=upsample_mode,
+                                 relu_map=relu_map)
+                    )
+                    guided.append(guided_backprop(model, inputs, target, view.input_index)[:, 0])
+                cam = torch.stack(cams, dim=1)  # (B, C, *spatial)
+                gbp = torch.stack(guided, dim=1)
+                rows = torch.arange(len(chosen))
+                cam, gbp = cam[rows, chosen.to(cam.device)], gbp[rows, chosen.to(gbp.device)]
+                out[f"gradcam_{view.name}"].append(cam.cpu().numpy().astype(np.float32))
+                out[f"guided_gradcam_{view.name}"].append((cam * gbp).cpu().numpy().astype(np.float32))
+            out["labels"].append(labels.numpy())
+            out["predicted"].append(probs.argmax(dim=1).cpu().numpy())
+            out["probabilities"].append(probs.cpu().numpy())
+            index = batch.get("index", torch.full((len(labels),), -1))
+            out["index"].append(torch.as_tensor(index).reshape(-1).numpy())
+    finally:
+        model.train(was_training)
+    if not out["labels"]:
+        raise InputError("no subjects to explain: the loader is empty")
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def save_subject_maps(out_dir: str | os.PathLike, maps: Mapping[str, np.ndarray]) -> list[Path]:
+    """Write each map array as ``<out_dir>/<name>.npy`` and the subject table as ``subjects.npz``."""
+    out_dir = Path(out_dir)
+    paths = [
+        io.save_npy(out_dir / f"{name}.npy", array)
+        for name, array in maps.items()
+        if name.startswith(MAP_KINDS)
+    ]
+    meta = {k: maps[k] for k in ("labels", "predicted", "probabilities", "index") if k in maps}
+    paths.append(io.save_npz(out_dir / "subjects.npz", **meta))
+    return paths
+
+
+def analyse_subject_maps(
+    out_dir: str | os.PathLike,
+    maps: Mapping[str, np.ndarray],
+    significance_maps: Mapping[str, str],
+    fraction: float = 0.05,
+    class_fraction: float = 0.7,
+    class_names: Sequence[str] | None = None,
+    roi_networks: Sequence[str] | None = None,
+    roi_coords: np.ndarray | None = None,
+    snp_ids: Sequence[str] | None = None,
+    truth: Mapping | None = None,
+    recovery_classes: str | int = "union",
+    figures: bool = True,
+) -> dict:
+    """Significant features, CSVs, figures and recovery from per-subject maps.
+
+    Args:
+        out_dir: folder for the CSVs and PNGs.
+        maps: output of :func:`compute_subject_maps`.
+        significance_maps: ``{view: map kind}`` used for significance, e.g.
+            ``{"fc": "gradcam", "snp": "guided_gradcam"}``. The ``"fc"`` view is treated as a
+            square FC map (edges), any other view as a 1D feature vector (SNPs).
+        fraction, class_fraction: the significance rule (paper: 0.05, 0.7).
+        class_names: names of the classes, used in file names and titles.
+        roi_networks, roi_coords: Power-264 network names and MNI coordinates ``(R, 3)`` (the
+            connectome plot needs the coordinates).
+        snp_ids: SNP identifiers.
+        truth: ground truth (``edges``, ``snps``) to score recovery against, or ``None``.
+        recovery_classes: ``"union"`` or a class index (:func:`recovery_scores`).
+        figures: also draw the figures.
+
+    Returns:
+        ``{"n_significant": {...}, "recovery": {...} or None, "files": [...]}``.
+    """
+    from fusion.report import ccl_figures as figs
+
+    out_dir = Path(out_dir)
+    labels = maps["labels"]
+    names = list(class_names) if class_names is not None else None
+    files: list[Path] = []
+    summary: dict = {"n_significant": {}, "recovery": None, "files": files}
+    edge_tables = snp_tables = None
+    for view, kind in significance_maps.items():
+        key = f"{kind}_{view}"
+        if key not in maps:
+            raise ConfigError(f"significance map {key!r} was not computed (have: {sorted(maps)})")
+        values = maps[key]
+        if view == "fc":
+            edge_tables = sig.significant_edges(values, labels, fraction, class_fraction, roi_networks)
+            files += sig.write_significance(out_dir, "significant_edges", edge_tables, names)
+            n_rois = values.shape[-1]
+            hubs = {c: sig.hub_degrees(t, n_rois, roi_networks) for c, t in edge_tables.items()}
+            files += sig.write_significance(out_dir, "hub_degrees", hubs, names)
+            summary["n_significant"]["edges"] = {_name(names, c): len(t) for c, t in edge_tables.items()}
+            if figures:
+                flat = sig.symmetric_edges(values)[0]
+                bin_edges, hists = sig.activation_histograms(flat, labels)
+                files.append(figs.plot_activation_histograms(
+                    out_dir / "activation_histograms_fc.png", bin_edges, hists, names,
+                    title=f"FC {kind}"))
+                for c, table in edge_tables.items():
+                    files.append(figs.plot_hub_degrees(
+                        out_dir / f"hub_degrees_{_name(names, c)}.png", hubs[c],
+                        title=f"hub ROIs: {_name(names, c)}"))
+                    if roi_coords is not None:
+                        files.append(figs.plot_connectome(
+                            out_dir / f"connectome_{_name(names, c)}.png", table, roi_coords,
+                            title=f"{_name(names, c)}: {len(table)} significant edges",
+                            roi_networks=roi_networks))
+        else:
+            snp_tables = sig.significant_snps(values, labels, fraction, class_fraction, snp_ids)
+            files += sig.write_significance(out_dir, f"significant_{view}s", snp_tables, names)
+            summary["n_significant"][f"{view}s"] = {_name(names, c): len(t) for c, t in snp_tables.items()}
+    if figures:
+        for view in {k.split("_")[-1] for k in maps if k.startswith(MAP_KINDS)}:
+            means = {
+                label: figs.class_means(maps[f"{kind}_{view}"], labels)
+                for kind, label in (("gradcam", "Grad-CAM"), ("guided_gradcam", "guided Grad-CAM"))
+                if f"{kind}_{view}" in maps
+            }
+            if maps[f"gradcam_{view}"].ndim == 3:
+                files.append(figs.plot_fc_maps(out_dir / f"mean_maps_{view}.png", means, names))
+            else:
+                planted = truth.get("snps") if truth is not None and view == "snp" else None
+                files.append(figs.plot_snp_maps(out_dir / f"mean_maps_{view}.png", means, names, planted))
+    if truth is not None:
+        summary["recovery"] = recovery_scores(edge_tables, snp_tables, truth, recovery_classes)
+    return summary
+
+
+def _name(names: Sequence[str] | None, c: int) -> str:
+    return names[c] if names is not None else f"class{c}"
