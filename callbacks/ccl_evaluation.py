@@ -99,29 +99,49 @@ class CCLTestEvaluationCallback(Callback):
 
 
 class CCLResultsCallback(Callback):
-    """At the end of the experiment: ``results.json``, ``test_predictions.csv`` and ``report.md``
-    at the run directory's root, from every ``fold_XX/result.json`` present.
+    """At the end of the experiment: ``results.json`` and ``test_predictions.csv`` at the run
+    directory's root, from every ``fold_XX/result.json`` present.
 
     With one fold the metrics are that fold's; with K folds they are means over folds (each fold's
-    values kept under ``folds``). A ``recovery`` dict found in the folds' ``result.json`` (written
-    by the activation-map analysis) is carried over (averaged over folds).
-
-    Args:
-        report: also write ``report.md``.
+    values kept under ``folds``). The run's ``data`` and ``model`` config nodes are recorded so
+    that ``fusion ccl-table3`` can rebuild the cohort and the network without Hydra. Runs before
+    the activation-map callback (which adds ``recovery``) and the report callback.
     """
 
-    def __init__(self, report: bool = True):
+    def __init__(self) -> None:
         super().__init__(order=CallbackOrder.external, scope=CallbackScope.experiment)
-        self.report = report
 
     def on_experiment_end(self, runner: Any) -> None:
         if runner.exception is not None or not is_main_process(runner.engine):
             return
-        write_run_results(runner.logdir, runner.all_stages, report=self.report)
+        config = {key: runner.select(key) for key in ("data", "model", "criterion")}
+        config["seed"] = runner.seed
+        write_run_results(runner.logdir, runner.all_stages, config=config)
 
 
-def write_run_results(logdir: str | Path, stages: list[str], report: bool = True) -> dict:
-    """Aggregate the stages' ``result.json`` into ``logdir/results.json`` (see CCLResultsCallback)."""
+class CCLReportCallback(Callback):
+    """Writes ``report.md`` last, after the results and the activation-map analysis."""
+
+    def __init__(self) -> None:
+        super().__init__(order=CallbackOrder.external_extra + 10, scope=CallbackScope.experiment)
+
+    def on_experiment_end(self, runner: Any) -> None:
+        if runner.exception is not None or not is_main_process(runner.engine):
+            return
+        if (Path(runner.logdir) / "results.json").is_file():
+            from fusion.report.ccl_report import write_ccl_report
+
+            write_ccl_report(runner.logdir)
+
+
+def write_run_results(logdir: str | Path, stages: list[str], config: dict | None = None) -> dict:
+    """Aggregate the stages' ``result.json`` into ``logdir/results.json`` (see CCLResultsCallback).
+
+    Args:
+        logdir: the run directory.
+        stages: stage names to look for (``fold_00`` ...); missing ones are skipped.
+        config: extra run information stored under ``config`` (data/model nodes, seed).
+    """
     import pandas as pd
 
     from fusion import io
@@ -162,9 +182,7 @@ def write_run_results(logdir: str | Path, stages: list[str], report: bool = True
             frames.append(frame)
     if frames:
         io.write_csv(logdir / "test_predictions.csv", pd.concat(frames, ignore_index=True))
+    if config:
+        results["config"] = config
     io.write_json(logdir / "results.json", results)
-    if report:
-        from fusion.report.ccl_report import write_ccl_report
-
-        write_ccl_report(logdir)
     return results

@@ -1,0 +1,150 @@
+"""``fusion ccl-table3``: gCAM-CCL and the Table III baselines on the same test subjects.
+
+1. Trains gCAM-CCL with ``catalyst-dl run --hydra --config-dir conf --config-name ccl
+   logdir=<LOGDIR> [overrides]`` as a subprocess, unless LOGDIR already holds a finished run
+   (``results.json`` + checkpoints; ``--retrain`` forces training);
+2. rebuilds the cohort and the network from the nodes recorded in ``results.json``, and for every
+   fold of ``splits.json`` fits the baselines (:mod:`fusion.evaluate.baselines`) on that fold's
+   training + validation subjects and scores them on its test subjects;
+3. writes ``table3.csv`` / ``table3.md`` (means over folds; one fold by default) and refreshes
+   ``report.md``.
+
+This module starts Catalyst only as a separate process; it never imports catalyst or hydra.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from fusion.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOGDIR = "runs/ccl_table3"
+
+
+def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
+    parser.add_argument("--logdir", default=DEFAULT_LOGDIR, help=f"run folder (default {DEFAULT_LOGDIR})")
+    parser.add_argument("--config-dir", default="conf", help="Hydra config folder (default conf)")
+    parser.add_argument("--config-name", default="ccl", help="top-level config (default ccl; ccl_paper for the paper)")
+    parser.add_argument("--retrain", action="store_true", help="train gCAM-CCL even if LOGDIR holds a finished run")
+    parser.add_argument("--svm-c", type=float, default=1.0, help="C of the linear SVMs")
+    parser.add_argument("--rf-trees", type=int, default=300, help="trees of the random forests")
+    parser.add_argument("--mlp-hidden", type=int, default=128, help="hidden units of the MLP")
+    parser.add_argument("--seed", type=int, default=42, help="random_state of the baselines")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides of the training run, after `--`")
+
+
+def _catalyst() -> list[str]:
+    script = Path(sys.executable).parent / "catalyst-dl"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "catalyst.dl"]
+
+
+def _finished(logdir: Path) -> bool:
+    return (logdir / "results.json").is_file() and (logdir / "splits.json").is_file() \
+        and any(logdir.glob("fold_*/checkpoints/best.pth"))
+
+
+def train_ccl(logdir: Path, config_dir: str, config_name: str, overrides: list[str]) -> None:
+    """Run the gCAM-CCL training as a subprocess (its output streams to this terminal)."""
+    cmd = [*_catalyst(), "run", "--hydra", "--config-dir", str(Path(config_dir).resolve()),
+           "--config-name", config_name, f"logdir={logdir}", *overrides]
+    log.info("training gCAM-CCL: %s", " ".join(cmd))
+    proc = subprocess.run(cmd)
+    if proc.returncode != 0:
+        raise InputError(f"gCAM-CCL training failed (exit {proc.returncode}): {' '.join(cmd)}")
+
+
+def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F821
+    """Baselines and gCAM-CCL on every fold of a finished run; writes table3.csv/.md; returns the table."""
+    import pandas as pd
+    import torch
+
+    from fusion import io
+    from fusion.data.folds import load_folds
+    from fusion.evaluate import baselines as bl
+    from fusion.report.ccl_report import markdown_table, write_ccl_report
+
+    logdir = Path(logdir)
+    if not _finished(logdir):
+        raise InputError(f"{logdir} holds no finished gCAM-CCL run (results.json, splits.json, fold_*/checkpoints/best.pth)")
+    results = io.read_json(logdir / "results.json")
+    config = results.get("config")
+    if not config or not config.get("data") or not config.get("model"):
+        raise InputError(f"{logdir / 'results.json'} records no data/model config (written by an older version?)")
+    dataset = bl.build_from_config(config["data"])
+    folds = load_folds(logdir / "splits.json", dataset.subject_ids)
+    settings = settings or bl.BaselineSettings()
+    per_fold = []
+    for k, fold in enumerate(folds):
+        stage = f"fold_{k:02d}"
+        ckpt = logdir / stage / "checkpoints" / "best.pth"
+        if not ckpt.is_file():
+            log.warning("skipping %s: no checkpoint", stage)
+            continue
+        t0 = time.time()
+        dataset.fit_imputation(fold.train)
+        fit_idx = np.concatenate([fold.train, fold.val])
+        fc, snps, y = dataset.arrays(np.arange(len(dataset)))
+        X = bl.concat_features(fc, snps)
+        preds = bl.classical_baselines(X[fit_idx], y[fit_idx], X[fold.test], settings)
+        model = bl.build_from_config(config["model"])
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model_state_dict"])
+        Z, proba = bl.ccl_representations(model, fc, snps)
+        preds.update(bl.ccl_feature_baselines(Z[fit_idx], y[fit_idx], Z[fold.test], settings))
+        preds["gCAM-CCL"] = proba[fold.test].argmax(axis=1)
+        run_pred = logdir / stage / "test_predictions.csv"
+        if run_pred.is_file():
+            saved = pd.read_csv(run_pred)["predicted"].to_numpy()
+            if saved.shape == preds["gCAM-CCL"].shape and not np.array_equal(saved, preds["gCAM-CCL"]):
+                log.warning("%s: recomputed gCAM-CCL predictions differ from the run's test_predictions.csv", stage)
+        rows = bl.score_rows(y[fold.test], preds)
+        for row in rows:
+            row["fold"] = stage
+        per_fold += rows
+        log.info("%s: baselines done in %.0f s", stage, time.time() - t0)
+    if not per_fold:
+        raise InputError(f"{logdir}: no fold with a checkpoint")
+    long = pd.DataFrame(per_fold)
+    order = {name: i for i, name in enumerate(bl.ROWS)}
+    table = (long.groupby("method", sort=False)[list(bl.METRICS)].mean().reset_index())
+    table["n_test"] = long.groupby("method", sort=False)["n_test"].sum().to_numpy()
+    table = table.sort_values("method", key=lambda s: s.map(lambda m: order.get(m, 99))).reset_index(drop=True)
+    table = table.rename(columns={"accuracy": "ACC", "sensitivity": "SEN", "specificity": "SPF", "f1": "F1"})
+    for col in ("ACC", "SEN", "SPF", "F1"):
+        table[col] = table[col].round(4)
+    io.write_csv(logdir / "table3.csv", table)
+    if len(folds) > 1:
+        io.write_csv(logdir / "table3_folds.csv", long)
+    md = ["Table III: classification of low vs high score on the same test subjects "
+          f"({int(table['n_test'].iloc[0])} test subjects; positive class: high).", "",
+          markdown_table(table.to_dict("records"), list(table.columns)), ""]
+    io.write_text(logdir / "table3.md", "\n".join(md))
+    write_ccl_report(logdir)
+    return table
+
+
+def run(args: argparse.Namespace) -> int:
+    from fusion.evaluate.baselines import BaselineSettings
+
+    logdir = Path(args.logdir)
+    t0 = time.time()
+    if args.retrain or not _finished(logdir):
+        train_ccl(logdir, args.config_dir, args.config_name, list(args.overrides))
+    elif args.overrides:
+        raise ConfigError(f"{logdir} already holds a finished run; overrides {args.overrides} would not apply "
+                          "(pass --retrain or another --logdir)")
+    t1 = time.time()
+    settings = BaselineSettings(svm_C=args.svm_c, rf_trees=args.rf_trees, mlp_hidden=args.mlp_hidden, seed=args.seed)
+    table = table3(logdir, settings)
+    print((logdir / "table3.md").read_text())
+    print(f"training {t1 - t0:.0f} s, baselines {time.time() - t1:.0f} s -> {logdir / 'table3.csv'}")
+    return 0 if len(table) else 1
