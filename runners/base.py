@@ -402,13 +402,14 @@ class ConfigRunner(IRunner):
             callback.on_experiment_start(self)
 
     def on_stage_start(self, runner: IRunner) -> None:
-        """Announce the stage and create its folder, then Catalyst's stage setup."""
+        """Catalyst's stage setup (DDP process group, loaders, components, callbacks), then
+        create the stage's folder and announce the stage (main process only)."""
+        super().on_stage_start(runner)
         if is_main_process(self.engine):
             self.stage_dir().mkdir(parents=True, exist_ok=True)
             sizes = {k: len(v) for k, v in self.stage_indices.get(self.stage_key, {}).items()}
             detail = ", ".join(f"{k} {n}" for k, n in sizes.items())
             print(f"=== {self.stage_key} ({detail}) -> {self.stage_dir()}", flush=True)
-        super().on_stage_start(runner)
 
     def on_loader_start(self, runner: IRunner) -> None:
         """Reset the running means of the batch metrics."""
