@@ -197,3 +197,21 @@ def test_wrong_latent_shape():
 def test_bad_configuration_is_a_config_error(kwargs):
     with pytest.raises(ConfigError):
         MultimodalVAE(**kwargs)
+
+
+def test_channels_last_layout_gives_the_same_numbers():
+    torch.manual_seed(0)
+    kwargs = dict(in_shape=(14, 16, 13), channels=(4, 8), head_channels=(4, 2), latent_dim=5)
+    plain = MultimodalVAE(**kwargs)
+    fast = MultimodalVAE(**kwargs, channels_last=True)
+    fast.load_state_dict(plain.state_dict())
+    conv = fast.decoder[-2].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last_3d) and not conv.is_contiguous()
+    x = torch.rand(3, 1, 14, 16, 13)
+    outs = []
+    for model in (plain, fast):
+        recon, mu, logvar = model(x, sample=False)
+        recon.square().sum().backward()
+        outs.append((recon, mu, model.encoder[0].weight.grad, model.decoder[-2].weight.grad))
+    for a, b in zip(*outs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

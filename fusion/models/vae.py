@@ -73,6 +73,9 @@ class MultimodalVAE(nn.Module):
             full resolution); the stride-1 convolutions then go through ``head_channels[1:]`` and
             end in one bias-free output channel. Paper: ``(32, 16)``.
         latent_dim: size ``l`` of the latent space. Paper: 128, 256, 512 or 1024.
+        channels_last: keep convolution weights and activations in the ``channels_last_3d`` memory
+            layout. Same numbers, different speed: on CPU (oneDNN) the backward pass of 3D
+            convolutions with few channels runs several times faster in this layout.
 
     Shapes:
         input ``x``: ``(B, 1, X, Y, Z)``; ``mu``, ``logvar``, ``z``: ``(B, latent_dim)``;
@@ -85,6 +88,7 @@ class MultimodalVAE(nn.Module):
         channels: Sequence[int] = (64, 128, 256, 512),
         head_channels: Sequence[int] = (32, 16),
         latent_dim: int = 128,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.in_shape = _check_int_tuple("in_shape", in_shape, length=3)
@@ -127,6 +131,9 @@ class MultimodalVAE(nn.Module):
             c_in = c_out
         dec += [nn.Conv3d(c_in, 1, _KERNEL, 1, _PADDING, bias=False), nn.Tanh()]
         self.decoder = nn.Sequential(*dec)
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last_3d)  # only 5D tensors (conv weights) change
 
     @property
     def bottleneck_shape(self) -> tuple[int, int, int]:
@@ -142,6 +149,9 @@ class MultimodalVAE(nn.Module):
                 f"got {got}"
             )
 
+    def _layout(self, h: torch.Tensor) -> torch.Tensor:
+        return h.contiguous(memory_format=torch.channels_last_3d) if self.channels_last else h
+
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Parameters of q(z|x).
 
@@ -152,7 +162,7 @@ class MultimodalVAE(nn.Module):
             ``(mu, logvar)``, each ``(B, latent_dim)``.
         """
         self._check_volumes(x)
-        h = self.encoder(x).flatten(1)
+        h = self.encoder(self._layout(x)).flatten(1)
         return self.fc_mu(h), self.fc_logvar(h)
 
     @staticmethod
@@ -191,7 +201,7 @@ class MultimodalVAE(nn.Module):
             raise InputError(f"MultimodalVAE: z must have shape (B, {self.latent_dim}), got {got}")
         h = torch.relu(self.fc_decode(z))
         h = h.view(z.shape[0], self.channels[-1], *self.bottleneck_shape)
-        return self.decoder(h)
+        return self.decoder(self._layout(h))
 
     def forward(
         self, x: torch.Tensor, sample: bool = True
@@ -213,7 +223,8 @@ class MultimodalVAE(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"in_shape={self.in_shape}, channels={self.channels}, head_channels={self.head_channels}, "
-            f"latent_dim={self.latent_dim}, bottleneck_shape={self.bottleneck_shape}"
+            f"latent_dim={self.latent_dim}, bottleneck_shape={self.bottleneck_shape}, "
+            f"channels_last={self.channels_last}"
         )
 
 
