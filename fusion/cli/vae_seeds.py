@@ -20,7 +20,6 @@ from fusion.cli.vae_table1 import (
     job_importance,
     launch_multirun,
     multirun_command,
-    n_modalities_of,
     planted_modalities,
     prepared_dir_of,
 )
@@ -73,7 +72,7 @@ def aggregate_seeds(logdir: Path, prepared: str | None = None) -> dict:
     except InputError as err:
         logger.warning("no ground truth scored: %s", err)
     else:
-        recovery = job_importance(jobs, planted_modalities(prepared_dir), n_modalities_of(prepared_dir))
+        recovery = job_importance(jobs, planted_modalities(prepared_dir), prepared_dir)
     if recovery:
         import pandas as pd
 

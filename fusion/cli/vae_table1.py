@@ -164,15 +164,17 @@ def planted_modalities(prepared_dir: Path) -> list[int] | None:
     return None
 
 
-def job_importance(jobs: list[dict], planted: list[int] | None, n_modalities: int) -> list[dict]:
+def job_importance(jobs: list[dict], planted: list[int] | None, prepared_dir: Path) -> list[dict]:
     """``importance.csv``/``.png`` per job; modality recall merged into its ``results.json``."""
     from fusion import io
     from fusion.evaluate.importance import analyze_importance
 
+    names, domains = modality_labels(prepared_dir)
     rows = []
     for job in jobs:
         try:
-            summary = analyze_importance(job["dir"], n_modalities=n_modalities, planted_modalities=planted)
+            summary = analyze_importance(job["dir"], n_modalities=len(names), planted_modalities=planted,
+                                         names=names, domains=domains)
         except InputError as err:
             logger.warning("importance of %s skipped: %s", job["dir"], err)
             continue
@@ -190,16 +192,17 @@ def job_importance(jobs: list[dict], planted: list[int] | None, n_modalities: in
     return rows
 
 
-def n_modalities_of(prepared_dir: Path) -> int:
-    """Modalities per subject from the prepared ``meta.json`` (54 when it says nothing)."""
+def modality_labels(prepared_dir: Path) -> tuple[list[str], list[str]]:
+    """Modality names and domains from the prepared ``meta.json`` (NeuroMark's 54 when absent)."""
     from fusion import io
+    from fusion.data.neuromark import modality_domains, modality_names
 
     meta_path = prepared_dir / "meta.json"
-    if meta_path.is_file():
-        names = io.read_json(meta_path).get("modality_names")
-        if names:
-            return len(names)
-    return 54
+    meta = io.read_json(meta_path) if meta_path.is_file() else {}
+    names, domains = meta.get("modality_names"), meta.get("modality_domains")
+    if names and domains and len(names) == len(domains):
+        return list(names), list(domains)
+    return modality_names(), modality_domains()
 
 
 # --------------------------------------------------------------------------------------------
@@ -279,7 +282,7 @@ def aggregate_table1(
     paths = write_table1(logdir, records, dims, caption)
 
     planted = planted_modalities(prepared_dir)
-    recovery = job_importance(jobs, planted, n_modalities_of(prepared_dir))
+    recovery = job_importance(jobs, planted, prepared_dir)
     if recovery:
         import pandas as pd
 
