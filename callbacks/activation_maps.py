@@ -19,16 +19,23 @@ from torch.utils.data import DataLoader, Subset
 from fusion import io
 from fusion.errors import ConfigError, InputError
 from fusion.interpret.ccl_maps import (
-    MAP_KINDS,
     analyse_subject_maps,
     compute_subject_maps,
     save_subject_maps,
+    significance_spec,
     view_specs,
 )
 from fusion.interpret.recovery import load_ground_truth
 
 LOGGER = logging.getLogger(__name__)
 RECOVERY_KEYS = ("edge_precision", "edge_recall", "snp_precision", "snp_recall")
+
+
+def _plain(value: Any) -> Any:
+    """A Hydra/omegaconf node as plain Python (mappings to dicts), anything else unchanged."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 class ActivationMapCallback(Callback):
@@ -57,8 +64,11 @@ class ActivationMapCallback(Callback):
         variant: ``"eq10"`` (paper) or ``"standard"`` Grad-CAM.
         fraction: per-subject threshold, share of the subject's maximum (paper: 0.05).
         class_fraction: significant when kept in more than this share of a class (paper: 0.7).
-        significance_maps: ``{view: "gradcam" | "guided_gradcam"}``, the map each view's
-            significance is computed from (default: Grad-CAM for every view).
+        significance_maps: per view, the map its significance is computed from: a kind
+            (``"gradcam"``, ``"guided_gradcam"``, ``"guided_backprop"``, ``"gradient"``) or a
+            mapping ``{map, fraction, class_fraction, absolute}`` overriding the shared
+            thresholds (see ``fusion.interpret.ccl_maps.significance_spec``). Default: Grad-CAM
+            on signed values with the shared thresholds, for every view (the paper's rule).
         view_order: the model's inputs = batch keys, in order.
         n_classes: number of classes.
         upsample_mode: interpolation mode from the layer to the input size.
@@ -94,7 +104,7 @@ class ActivationMapCallback(Callback):
         variant: str = "eq10",
         fraction: float = 0.05,
         class_fraction: float = 0.7,
-        significance_maps: Mapping[str, str] | None = None,
+        significance_maps: Mapping[str, str | Mapping] | None = None,
         view_order: Sequence[str] = ("fc", "snp"),
         n_classes: int = 2,
         upsample_mode: str = "nearest",
@@ -131,12 +141,18 @@ class ActivationMapCallback(Callback):
         self.figures = bool(figures)
         self.device = device
         self.views = view_specs(self.target_layers, self.view_order)
-        for view, kind in self.significance_maps.items():
-            if view not in self.target_layers or kind not in MAP_KINDS:
+        self.significance_maps = {k: _plain(v) for k, v in self.significance_maps.items()}
+        kinds = ["gradcam", "guided_gradcam"]
+        for view, setting in self.significance_maps.items():
+            if view not in self.target_layers:
                 raise ConfigError(
-                    f"significance_maps entry {view}: {kind} needs a view of target_layers "
-                    f"({sorted(self.target_layers)}) and a kind in {MAP_KINDS}"
+                    f"significance_maps names view {view!r}, which has no target layer "
+                    f"({sorted(self.target_layers)})"
                 )
+            kind = significance_spec(setting, self.fraction, self.class_fraction)["map"]
+            if kind not in kinds:
+                kinds.append(kind)
+        self.kinds = kinds
 
     # ------------------------------------------------------------------ events
     def on_experiment_end(self, runner: Any) -> None:
@@ -181,7 +197,7 @@ class ActivationMapCallback(Callback):
         maps = compute_subject_maps(
             model, loader, self.views, self.view_order, self.n_classes, variant=self.variant,
             upsample_mode=self.upsample_mode, relu_map=self.relu_map, map_class=self.map_class,
-            device=device,
+            kinds=self.kinds, device=device,
         )
         save_subject_maps(stage_dir / "maps", maps)
         roi_networks = roi_coords = None
@@ -210,7 +226,7 @@ class ActivationMapCallback(Callback):
             "variant": self.variant,
             "fraction": self.fraction,
             "class_fraction": self.class_fraction,
-            "significance_maps": self.significance_maps,
+            "map_kinds": self.kinds,
             "upsample_mode": self.upsample_mode,
             "map_class": self.map_class,
             "n_subjects": int(len(maps["labels"])),

@@ -235,3 +235,15 @@ def test_bad_targets_and_layers_raise_clear_errors():
         grad_cam(model, (fc, snp), model.fc.conv2, (0, 0), variant="cam")
     out = torch.randn(2, 3)
     torch.testing.assert_close(select_target(out, [2, 0]), torch.stack([out[0, 2], out[1, 0]]))
+
+
+def test_input_gradient_equals_captum_saliency():
+    model = TwoViewNet().eval()
+    fc, snp = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 12)
+    expected = captum_attr.Saliency(model).attribute((fc, snp), (1, 1), abs=False)
+    from fusion.interpret.guided_backprop import input_gradient
+
+    got = input_gradient(model, (fc, snp), (1, 1), input_index=None)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-6, rtol=0)
+    assert not torch.allclose(got[1], guided_backprop(model, (fc, snp), (1, 1), 1), atol=1e-6)

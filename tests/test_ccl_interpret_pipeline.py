@@ -147,11 +147,32 @@ def test_callback_rejects_unknown_views_and_missing_checkpoints(tmp_path):
 
     with pytest.raises(ConfigError, match="not one of the inputs"):
         ActivationMapCallback({"mri": "x"})
-    with pytest.raises(ConfigError, match="significance_maps"):
+    with pytest.raises(ConfigError, match="significance setting"):
         ActivationMapCallback(LAYERS, significance_maps={"fc": "cam"})
+    with pytest.raises(ConfigError, match="significance setting"):
+        ActivationMapCallback(LAYERS, significance_maps={"fc": {"map": "gradient", "level": 1}})
+    with pytest.raises(ConfigError, match="no target layer"):
+        ActivationMapCallback({"fc": LAYERS["fc"]}, significance_maps={"snp": "gradcam"})
     runner = SimpleNamespace(
         stages=["fold_00"], stage_dir=lambda s: tmp_path / s, dataset=ToyCohort(),
         stage_indices={"fold_00": {"train": [0], "test": [1]}}, build_model=small_model,
         logdir=tmp_path, engine=None, exception=None)
     with pytest.raises(InputError, match="best.pth does not exist"):
         ActivationMapCallback(LAYERS, device="cpu").on_experiment_end(runner)
+
+
+def test_significance_settings_per_view(tmp_path):
+    from fusion.interpret.ccl_maps import significance_spec
+
+    assert significance_spec("gradcam") == {"map": "gradcam", "fraction": 0.05,
+                                            "class_fraction": 0.7, "absolute": False}
+    spec = significance_spec({"map": "gradient", "absolute": True, "fraction": 0.3}, 0.05, 0.6)
+    assert spec == {"map": "gradient", "fraction": 0.3, "class_fraction": 0.6, "absolute": True}
+    # absolute: a feature with large negative values in every subject becomes significant.
+    labels = np.zeros(4, int)
+    maps = {"gradient_snp": np.tile([1.0, -0.9, 0.01], (4, 1)).astype(np.float32), "labels": labels}
+    signed = analyse_subject_maps(tmp_path / "a", maps, {"snp": "gradient"}, figures=False)
+    assert signed["n_significant"]["snps"] == {"class0": 1}
+    absolute = analyse_subject_maps(tmp_path / "b", maps,
+                                    {"snp": {"map": "gradient", "absolute": True}}, figures=False)
+    assert absolute["n_significant"]["snps"] == {"class0": 2}

@@ -7,6 +7,11 @@ Both are plain PyTorch/NumPy; ``callbacks.activation_maps.ActivationMapCallback`
 
 Each subject gets the map of one class, its own (``map_class="label"``, default: the paper's
 class-specific maps are averaged within each class) or the predicted one (``"predicted"``).
+
+Map kinds: ``gradcam`` and ``guided_gradcam`` (the paper's), and, for comparison,
+``guided_backprop`` and ``gradient`` (plain input gradient, not in the paper). Significance can be
+computed from any of them, on the signed values (paper) or on their magnitude (``absolute``), with
+per-view thresholds (see :func:`significance_spec`).
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ from fusion import io
 from fusion.errors import ConfigError, InputError
 from fusion.interpret import significance as sig
 from fusion.interpret.gradcam import grad_cam, resolve_layer, view_class_target
-from fusion.interpret.guided_backprop import guided_backprop
+from fusion.interpret.guided_backprop import guided_backprop, input_gradient
 from fusion.interpret.recovery import recovery_scores
 
-MAP_KINDS = ("gradcam", "guided_gradcam")
+MAP_KINDS = ("gradcam", "guided_gradcam", "guided_backprop", "gradient")
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,7 @@ def compute_subject_maps(
     upsample_mode: str = "nearest",
     relu_map: bool | None = None,
     map_class: str = "label",
+    kinds: Sequence[str] = ("gradcam", "guided_gradcam"),
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
@@ -87,21 +93,25 @@ def compute_subject_maps(
         n_classes: number of classes C.
         variant, upsample_mode, relu_map: Grad-CAM options (:func:`fusion.interpret.gradcam.grad_cam`).
         map_class: ``"label"`` (each subject's own class) or ``"predicted"``.
+        kinds: map kinds to compute, from :data:`MAP_KINDS`.
         device: where to run the model.
 
     Returns:
-        ``{"gradcam_<view>": (n, *input spatial), "guided_gradcam_<view>": (n, *input spatial),
-        "labels": (n,), "predicted": (n,), "probabilities": (n, C), "index": (n,)}``, float32
-        maps in dataset order of the batches.
+        ``{"<kind>_<view>": (n, *input spatial) for each kind and view, "labels": (n,),
+        "predicted": (n,), "probabilities": (n, C), "index": (n,)}``, float32 maps in the order
+        of the batches.
     """
     if map_class not in ("label", "predicted"):
         raise ConfigError(f"map_class must be 'label' or 'predicted', got {map_class!r}")
+    unknown = sorted(set(kinds) - set(MAP_KINDS))
+    if unknown or not kinds:
+        raise ConfigError(f"map kinds {unknown or list(kinds)} are not a non-empty subset of {MAP_KINDS}")
     for view in views:
         resolve_layer(model, view.layer)
     model = model.to(device)
     out: dict[str, list] = {k: [] for k in ("labels", "predicted", "probabilities", "index")}
     for view in views:
-        for kind in MAP_KINDS:
+        for kind in kinds:
             out[f"{kind}_{view.name}"] = []
     was_training = model.training
     model.eval()
@@ -118,21 +128,11 @@ def compute_subject_maps(
             chosen = labels if map_class == "label" else probs.argmax(dim=1).cpu()
             for view in views:
                 spatial = tuple(inputs[view.input_index].shape[2:])
-                cams, guided = [], []
-                for c in range(n_classes):
-                    target = view_class_target(view.view_index, c)
-                    cams.append(
-                        grad_cam(model, inputs, view.layer, target, variant=variant,
-                                 upsample_to=spatial, upsample_mode=upsample_mode,
-                                 relu_map=relu_map)
-                    )
-                    guided.append(guided_backprop(model, inputs, target, view.input_index)[:, 0])
-                cam = torch.stack(cams, dim=1)  # (B, C, *spatial)
-                gbp = torch.stack(guided, dim=1)
                 rows = torch.arange(len(chosen))
-                cam, gbp = cam[rows, chosen.to(cam.device)], gbp[rows, chosen.to(gbp.device)]
-                out[f"gradcam_{view.name}"].append(cam.cpu().numpy().astype(np.float32))
-                out[f"guided_gradcam_{view.name}"].append((cam * gbp).cpu().numpy().astype(np.float32))
+                for kind, values in _view_maps(model, inputs, view, n_classes, kinds, spatial,
+                                               variant, upsample_mode, relu_map).items():
+                    values = values[rows, chosen.to(values.device)]  # each subject's class
+                    out[f"{kind}_{view.name}"].append(values.cpu().numpy().astype(np.float32))
             out["labels"].append(labels.numpy())
             out["predicted"].append(probs.argmax(dim=1).cpu().numpy())
             out["probabilities"].append(probs.cpu().numpy())
@@ -143,6 +143,57 @@ def compute_subject_maps(
     if not out["labels"]:
         raise InputError("no subjects to explain: the loader is empty")
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _view_maps(model, inputs, view, n_classes, kinds, spatial, variant, upsample_mode, relu_map):
+    """Maps of one view for every class: ``{kind: (B, C, *spatial)}``."""
+    per_class: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
+    need_cam = {"gradcam", "guided_gradcam"} & set(kinds)
+    need_guided = {"guided_backprop", "guided_gradcam"} & set(kinds)
+    for c in range(n_classes):
+        target = view_class_target(view.view_index, c)
+        cam = gbp = None
+        if need_cam:
+            cam = grad_cam(model, inputs, view.layer, target, variant=variant, upsample_to=spatial,
+                           upsample_mode=upsample_mode, relu_map=relu_map)
+        if need_guided:
+            gbp = guided_backprop(model, inputs, target, view.input_index)[:, 0]
+        for kind in kinds:
+            if kind == "gradcam":
+                per_class[kind].append(cam)
+            elif kind == "guided_gradcam":
+                per_class[kind].append(cam * gbp)
+            elif kind == "guided_backprop":
+                per_class[kind].append(gbp)
+            else:
+                per_class[kind].append(input_gradient(model, inputs, target, view.input_index)[:, 0])
+    return {kind: torch.stack(maps, dim=1) for kind, maps in per_class.items()}
+
+
+def significance_spec(
+    spec: str | Mapping, fraction: float = 0.05, class_fraction: float = 0.7
+) -> dict:
+    """Normalise one view's significance setting.
+
+    ``spec`` is a map kind (``"gradcam"``), using the shared thresholds on signed values, or a
+    mapping ``{map: kind, fraction: .., class_fraction: .., absolute: bool}`` whose missing keys
+    take the shared values (``absolute`` defaults to False: the paper thresholds signed maps).
+    """
+    if isinstance(spec, str):
+        spec = {"map": spec}
+    spec = dict(spec)
+    unknown = sorted(set(spec) - {"map", "fraction", "class_fraction", "absolute"})
+    if unknown or spec.get("map") not in MAP_KINDS:
+        raise ConfigError(
+            f"a significance setting needs map in {MAP_KINDS} and optional fraction, "
+            f"class_fraction, absolute; got {spec}"
+        )
+    return {
+        "map": spec["map"],
+        "fraction": float(spec.get("fraction", fraction)),
+        "class_fraction": float(spec.get("class_fraction", class_fraction)),
+        "absolute": bool(spec.get("absolute", False)),
+    }
 
 
 def save_subject_maps(out_dir: str | os.PathLike, maps: Mapping[str, np.ndarray]) -> list[Path]:
@@ -161,7 +212,7 @@ def save_subject_maps(out_dir: str | os.PathLike, maps: Mapping[str, np.ndarray]
 def analyse_subject_maps(
     out_dir: str | os.PathLike,
     maps: Mapping[str, np.ndarray],
-    significance_maps: Mapping[str, str],
+    significance_maps: Mapping[str, str | Mapping],
     fraction: float = 0.05,
     class_fraction: float = 0.7,
     class_names: Sequence[str] | None = None,
@@ -177,10 +228,13 @@ def analyse_subject_maps(
     Args:
         out_dir: folder for the CSVs and PNGs.
         maps: output of :func:`compute_subject_maps`.
-        significance_maps: ``{view: map kind}`` used for significance, e.g.
-            ``{"fc": "gradcam", "snp": "guided_gradcam"}``. The ``"fc"`` view is treated as a
-            square FC map (edges), any other view as a 1D feature vector (SNPs).
-        fraction, class_fraction: the significance rule (paper: 0.05, 0.7).
+        significance_maps: ``{view: setting}`` with a setting as in :func:`significance_spec`,
+            e.g. ``{"fc": "gradcam", "snp": {"map": "gradient", "absolute": True,
+            "fraction": 0.3, "class_fraction": 0.5}}``. The ``"fc"`` view is treated as a
+            square FC map (edges), any other view as a 1D feature vector (SNPs). With
+            ``absolute`` the magnitude of each entry is taken first (for FC maps, before the
+            ``(i, j)``/``(j, i)`` average).
+        fraction, class_fraction: the shared significance rule (paper: 0.05, 0.7).
         class_names: names of the classes, used in file names and titles.
         roi_networks, roi_coords: Power-264 network names and MNI coordinates ``(R, 3)`` (the
             connectome plot needs the coordinates).
@@ -198,15 +252,19 @@ def analyse_subject_maps(
     labels = maps["labels"]
     names = list(class_names) if class_names is not None else None
     files: list[Path] = []
-    summary: dict = {"n_significant": {}, "recovery": None, "files": files}
+    summary: dict = {"n_significant": {}, "significance": {}, "recovery": None, "files": files}
     edge_tables = snp_tables = None
-    for view, kind in significance_maps.items():
+    for view, setting in significance_maps.items():
+        spec = significance_spec(setting, fraction, class_fraction)
+        summary["significance"][view] = spec
+        kind = spec["map"]
         key = f"{kind}_{view}"
         if key not in maps:
             raise ConfigError(f"significance map {key!r} was not computed (have: {sorted(maps)})")
-        values = maps[key]
+        values = np.abs(maps[key]) if spec["absolute"] else maps[key]
+        frac, cfrac = spec["fraction"], spec["class_fraction"]
         if view == "fc":
-            edge_tables = sig.significant_edges(values, labels, fraction, class_fraction, roi_networks)
+            edge_tables = sig.significant_edges(values, labels, frac, cfrac, roi_networks)
             files += sig.write_significance(out_dir, "significant_edges", edge_tables, names)
             n_rois = values.shape[-1]
             hubs = {c: sig.hub_degrees(t, n_rois, roi_networks) for c, t in edge_tables.items()}
@@ -217,7 +275,7 @@ def analyse_subject_maps(
                 bin_edges, hists = sig.activation_histograms(flat, labels)
                 files.append(figs.plot_activation_histograms(
                     out_dir / "activation_histograms_fc.png", bin_edges, hists, names,
-                    title=f"FC {kind}"))
+                    title=f"FC {kind.replace('_', ' ')}" + (" |.|" if spec["absolute"] else "")))
                 for c, table in edge_tables.items():
                     files.append(figs.plot_hub_degrees(
                         out_dir / f"hub_degrees_{_name(names, c)}.png", hubs[c],
@@ -228,17 +286,19 @@ def analyse_subject_maps(
                             title=f"{_name(names, c)}: {len(table)} significant edges",
                             roi_networks=roi_networks))
         else:
-            snp_tables = sig.significant_snps(values, labels, fraction, class_fraction, snp_ids)
+            snp_tables = sig.significant_snps(values, labels, frac, cfrac, snp_ids)
             files += sig.write_significance(out_dir, f"significant_{view}s", snp_tables, names)
             summary["n_significant"][f"{view}s"] = {_name(names, c): len(t) for c, t in snp_tables.items()}
     if figures:
         for view in {k.split("_")[-1] for k in maps if k.startswith(MAP_KINDS)}:
             means = {
                 label: figs.class_means(maps[f"{kind}_{view}"], labels)
-                for kind, label in (("gradcam", "Grad-CAM"), ("guided_gradcam", "guided Grad-CAM"))
+                for kind, label in (("gradcam", "Grad-CAM"), ("guided_gradcam", "guided Grad-CAM"),
+                                    ("guided_backprop", "guided backprop"),
+                                    ("gradient", "gradient"))
                 if f"{kind}_{view}" in maps
             }
-            if maps[f"gradcam_{view}"].ndim == 3:
+            if next(iter(means.values()))[int(labels[0])].ndim == 2:
                 files.append(figs.plot_fc_maps(out_dir / f"mean_maps_{view}.png", means, names))
             else:
                 planted = truth.get("snps") if truth is not None and view == "snp" else None

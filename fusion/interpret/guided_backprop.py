@@ -47,6 +47,22 @@ def _guided_hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
     return _GuidedReLU.apply(args[0])
 
 
+def input_gradient(
+    model: nn.Module,
+    inputs: Tensor | Sequence[Tensor],
+    target: Target | None,
+    input_index: int | None = 0,
+    eval_mode: bool = True,
+) -> Tensor | tuple[Tensor, ...]:
+    """Plain gradient of the selected score with respect to an input (vanilla saliency).
+
+    Not part of gCAM-CCL: the un-guided baseline of :func:`guided_backprop`, equal to captum's
+    ``Saliency(model).attribute(inputs, target, abs=False)``. Arguments and shapes as in
+    :func:`guided_backprop`.
+    """
+    return _input_grads(model, inputs, target, input_index, eval_mode, guided=False)
+
+
 def guided_backprop(
     model: nn.Module,
     inputs: Tensor | Sequence[Tensor],
@@ -66,11 +82,22 @@ def guided_backprop(
     Returns:
         A tensor shaped like ``inputs[input_index]`` (or a tuple of them).
     """
+    return _input_grads(model, inputs, target, input_index, eval_mode, guided=True)
+
+
+def _input_grads(
+    model: nn.Module,
+    inputs: Tensor | Sequence[Tensor],
+    target: Target | None,
+    input_index: int | None,
+    eval_mode: bool,
+    guided: bool,
+) -> Tensor | tuple[Tensor, ...]:
     tensors = as_inputs(inputs)
     if input_index is not None and not -len(tensors) <= input_index < len(tensors):
         raise ConfigError(f"input_index {input_index} is out of range for {len(tensors)} inputs")
     with model_state(model, eval_mode), torch.enable_grad():
-        relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+        relus = [m for m in model.modules() if isinstance(m, nn.ReLU)] if guided else []
         handles = [m.register_forward_hook(_guided_hook) for m in relus]
         try:
             output = model(*tensors)
