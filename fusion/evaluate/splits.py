@@ -60,6 +60,6 @@ def stratified_holdout(
                 n_cls = int((y == cls).sum())
                 raise InputError(
                     f"split: the {part} set has no subject of class {cls} ({name}); that class has only "
-                    f"{n_cls} subject(s) for fractions {list(fr)} (add subjects or change the fractions)"
+                    f"{n_cls} subject(s) for fractions {fr.tolist()} (add subjects or change the fractions)"
                 )
     return Fold(out["train"], out["val"], out["test"])

@@ -1,0 +1,106 @@
+"""gCAM-CCL networks: Table IV shapes, collaborative output, m views, hookable ReLUs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from fusion.errors import InputError
+from fusion.models import CollaborativeNet, FCNet, SNPNet
+
+
+def _stage_shapes(net: nn.Module, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        stage.register_forward_hook(lambda m, i, o, name=name: shapes.__setitem__(name, tuple(o.shape[1:])))
+        for name, stage in net.features.named_children()
+    ]
+    net.eval()
+    with torch.no_grad():
+        out = net(x)
+    for h in hooks:
+        h.remove()
+    shapes["out"] = tuple(out.shape[1:])
+    return shapes
+
+
+def test_fcnet_matches_table_iv():
+    shapes = _stage_shapes(FCNet(), torch.randn(2, 1, 264, 264))
+    # Table IV: input of f_conv2 (16,132,132), f_conv3 (32,33,33), f_conv4 (32,11,11), flatten (64,1)
+    assert shapes == {"conv1": (16, 132, 132), "conv2": (32, 33, 33), "conv3": (32, 11, 11),
+                      "conv4": (64, 1, 1), "out": (64,)}
+
+
+def test_snpnet_matches_table_iv():
+    shapes = _stage_shapes(SNPNet(), torch.randn(2, 1, 750))
+    assert shapes == {"conv1": (16, 120), "conv2": (32, 15), "conv3": (64, 1), "out": (64,)}
+
+
+@pytest.mark.parametrize("net, convs", [(FCNet(), 4), (SNPNet(), 3)])
+def test_each_stage_is_conv_bn_relu_with_dropout_in_the_middle(net, convs):
+    stages = list(net.features.named_children())
+    assert [name for name, _ in stages] == [f"conv{k}" for k in range(1, convs + 1)]
+    for k, (_, stage) in enumerate(stages, start=1):
+        kinds = [type(m).__name__ for m in stage]
+        assert kinds[:3] in (["Conv2d", "BatchNorm2d", "ReLU"], ["Conv1d", "BatchNorm1d", "ReLU"])
+        assert isinstance(stage.relu, nn.ReLU) and stage.relu.inplace is False
+        has_drop = any(isinstance(m, nn.Dropout) for m in stage)
+        assert has_drop == (1 < k < convs)
+        if has_drop:
+            assert stage.drop.p == pytest.approx(0.2)
+
+
+def test_fc_kernels_paddings_pools_follow_table_iv():
+    net = FCNet()
+    convs = [net.features[k].conv for k in range(4)]
+    assert [c.kernel_size for c in convs] == [(7, 7), (5, 5), (3, 3), (11, 11)]
+    assert [c.padding for c in convs] == [(3, 3), (2, 2), (1, 1), (0, 0)]
+    assert [getattr(net.features[k], "pool", None) and net.features[k].pool.kernel_size for k in range(4)] == [2, 4, 3, None]
+    snp = SNPNet()
+    assert [snp.features[k].conv.kernel_size for k in range(3)] == [(31,), (31,), (15,)]
+
+
+def test_collaborative_output_and_prediction():
+    model = CollaborativeNet().eval()
+    fc, snp = torch.randn(3, 1, 264, 264), torch.randn(3, 1, 750)
+    logits = model(fc, snp)
+    assert logits.shape == (3, 2, 2)  # the paper's (b, 4) = 2 views x 2 classes
+    proba = model.predict_proba(fc, snp)
+    expected = torch.softmax(logits, -1).mean(1)
+    torch.testing.assert_close(proba, expected)
+    torch.testing.assert_close(proba.sum(1), torch.ones(3))
+    # each view's logits depend only on its own input
+    logits2 = model(fc, torch.randn(3, 1, 750))
+    torch.testing.assert_close(logits[:, 0], logits2[:, 0])
+    assert not torch.allclose(logits[:, 1], logits2[:, 1])
+
+
+def test_dotted_layer_paths_and_aliases():
+    model = CollaborativeNet()
+    modules = dict(model.named_modules())
+    assert "views.fc.features.conv3" in modules and "views.snp.features.conv1.relu" in modules
+    assert model.fc_net is model.views["fc"] and model.snp_net is model.views["snp"]
+
+
+def test_m_views_and_c_classes():
+    class Tiny(nn.Module):
+        out_features = 5
+
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 5)
+
+        def forward(self, x):
+            return self.lin(x)
+
+    model = CollaborativeNet(views={"a": Tiny(), "b": Tiny(), "c": Tiny()}, n_classes=3)
+    out = model(torch.randn(6, 4), torch.randn(6, 4), torch.randn(6, 4))
+    assert out.shape == (6, 3, 3)
+    with pytest.raises(InputError, match="views"):
+        model(torch.randn(6, 4))
+
+
+def test_wrong_input_shape_is_named():
+    with pytest.raises(InputError, match=r"FCNet expects input of shape \(B, 1, 264, 264\)"):
+        FCNet()(torch.randn(1, 1, 200, 200))

@@ -1,0 +1,105 @@
+"""gCAM-CCL end to end: `catalyst-dl run --hydra --config-name ccl` on a tiny cohort, then Table III."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fusion.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(tmp_path_factory) -> Path:
+    from fusion.data.synthetic_ccl import make_ccl_cohort
+
+    return make_ccl_cohort(tmp_path_factory.mktemp("ccl_tiny"), size="tiny", seed=1)
+
+
+@pytest.fixture(scope="module")
+def ccl_run(tiny_cohort, tmp_path_factory) -> Path:
+    logdir = tmp_path_factory.mktemp("ccl_run") / "run"
+    script = Path(sys.executable).parent / "catalyst-dl"
+    cmd = [str(script), "run", "--hydra", "--config-dir", str(REPO / "conf"), "--config-name", "ccl",
+           f"logdir={logdir}", f"data.manifest={tiny_cohort}", "stage.num_epochs=1",
+           "callbacks.activation_maps.figures=false"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return logdir
+
+
+@pytest.mark.slow
+def test_ccl_run_writes_results(ccl_run, tiny_cohort):
+    results = json.loads((ccl_run / "results.json").read_text())
+    for key in ("accuracy", "sensitivity", "specificity", "f1", "auc", "n_test"):
+        assert key in results
+    assert set(results["recovery"]) >= {"edge_precision", "edge_recall", "snp_precision", "snp_recall"}
+    assert (ccl_run / "fold_00" / "checkpoints" / "best.pth").is_file()
+    splits = json.loads((ccl_run / "splits.json").read_text())
+    test_ids = splits["folds"][0]["test_ids"]
+    preds = pd.read_csv(ccl_run / "test_predictions.csv")
+    assert preds["subject_id"].tolist() == test_ids and results["n_test"] == len(test_ids)
+    # the metrics are those of the saved predictions
+    assert results["accuracy"] == pytest.approx(float((preds["predicted"] == preds["label"]).mean()))
+    np.testing.assert_allclose(preds["prob_low"] + preds["prob_high"], 1.0, atol=1e-5)
+    # no subject in two parts of the split; the test subjects are labelled subjects of the manifest
+    parts = [set(splits["folds"][0][f"{p}_ids"]) for p in ("train", "val", "test")]
+    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    report = (ccl_run / "report.md").read_text()
+    assert "Test-set classification" in report and "Recovery of the planted effects" in report
+
+
+@pytest.mark.slow
+def test_table3_on_the_same_test_subjects(ccl_run):
+    from fusion.cli.ccl_table3 import table3
+    from fusion.evaluate.baselines import ROWS, BaselineSettings
+
+    table = table3(ccl_run, BaselineSettings(rf_trees=10, mlp_hidden=8, mlp_max_iter=20))
+    assert table["method"].tolist() == list(ROWS)
+    results = json.loads((ccl_run / "results.json").read_text())
+    row = table.set_index("method").loc["gCAM-CCL"]
+    assert row["ACC"] == pytest.approx(results["accuracy"], abs=1e-4)
+    assert (table["n_test"] == results["n_test"]).all()
+    assert (ccl_run / "table3.md").is_file() and "Table III" in (ccl_run / "report.md").read_text()
+
+
+def test_baseline_rows_match_scikit_learn_on_separable_data():
+    from sklearn.linear_model import LogisticRegression
+
+    from fusion.evaluate.baselines import classical_baselines, concat_features, score_rows
+
+    rng = np.random.default_rng(0)
+    n, r, p = 60, 6, 10
+    y = np.arange(n) % 2
+    fc = rng.normal(size=(n, r, r)).astype(np.float32)
+    fc = (fc + fc.transpose(0, 2, 1)) / 2
+    fc[:, 0, 1] = fc[:, 1, 0] = y * 3.0  # one strongly discriminative edge
+    snps = rng.integers(0, 3, size=(n, p)).astype(np.float32)
+    X = concat_features(fc, snps)
+    assert X.shape == (n, r * (r - 1) // 2 + p)
+    assert np.array_equal(X[:, 0], fc[:, 0, 1])
+    preds = classical_baselines(X[:40], y[:40], X[40:])
+    rows = {row["method"]: row for row in score_rows(y[40:], preds)}
+    for name in ("SVM", "RF", "DT", "Logist"):
+        assert rows[name]["accuracy"] == 1.0, name
+    assert rows["MLP+SVM"]["accuracy"] >= 0.9  # hidden features of a small MLP keep the edge
+    mean, sd = X[:40].mean(0), X[:40].std(0)
+    ref = LogisticRegression(max_iter=5000).fit((X[:40] - mean) / sd, y[:40]).predict((X[40:] - mean) / sd)
+    np.testing.assert_array_equal(preds["Logist"], ref)
+
+
+def test_build_from_config_rejects_unknown_targets():
+    from fusion.evaluate.baselines import build_from_config
+
+    model = build_from_config({"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 3})
+    assert model.out_features == 3
+    with pytest.raises(ConfigError, match="no.such"):
+        build_from_config({"_target_": "no.such.Thing"})
