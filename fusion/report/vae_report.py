@@ -496,6 +496,7 @@ def analyze_vae_run(
                 "map_per_modality": scores["per_modality"],
                 "map_threshold_percentile": scores["threshold_percentile"],
                 "planted_modalities": planted,
+                "planted_modality_names": [names[m] for m in planted],
             }
             if importance is not None and "modality_recall" in importance:
                 recovery["modality_recall"] = float(importance["modality_recall"])
@@ -658,7 +659,9 @@ def write_vae_report(logdir: PathLike) -> Path:
     rec = results.get("recovery")
     if rec:
         planted = rec.get("planted_modalities")
-        lines += [f"Planted modalities: {planted}.", "", "| score | value |", "|---|---:|"]
+        names = rec.get("planted_modality_names")
+        listed = ", ".join(f"{m} {n}" for m, n in zip(planted, names)) if names else planted
+        lines += [f"Planted modalities: {listed}.", "", "| score | value |", "|---|---:|"]
         for key, what in (("modality_recall", "modality recall (planted found in the importance top-k)"),
                           ("map_correlation", "map correlation (decoded vs planted, mean over planted modalities)"),
                           ("map_dice", "map Dice (top-percentile voxels, mean over planted modalities)")):
@@ -668,7 +671,9 @@ def write_vae_report(logdir: PathLike) -> Path:
         per = rec.get("map_per_modality")
         if per:
             lines += ["| planted modality | correlation | Dice |", "|---|---:|---:|"]
-            lines += [f"| {m} | {_fmt(v['correlation'])} | {_fmt(v['dice'])} |" for m, v in per.items()]
+            label = dict(zip(map(str, planted or []), rec.get("planted_modality_names", [])))
+            lines += [f"| {m} {label.get(m, '')} | {_fmt(v['correlation'])} | {_fmt(v['dice'])} |".replace("  |", " |")
+                      for m, v in per.items()]
             lines.append("")
     else:
         lines += [f"_Not available: {skipped.get('recovery', 'the analysis has not been run')}._", ""]
