@@ -26,9 +26,18 @@ def _root() -> Path:
     return _ROOT
 
 
-@functools.lru_cache(maxsize=None)
 def cached_vae_cohort(n_subjects: int = 24, effect: bool = True, seed: int = 0) -> Path:
     """Manifest of a tiny synthetic cohort (14x16x13 grid), generated once per process."""
+    return _cohort(int(n_subjects), bool(effect), int(seed))
+
+
+def cached_prepared(n_subjects: int = 24, effect: bool = True, seed: int = 0, dtype: str = "float32") -> Path:
+    """Prepared folder of :func:`cached_vae_cohort`, made once per process."""
+    return _prepared(int(n_subjects), bool(effect), int(seed), str(dtype))
+
+
+@functools.lru_cache(maxsize=None)
+def _cohort(n_subjects: int, effect: bool, seed: int) -> Path:
     from fusion.data.synthetic_volumes import make_vae_cohort
 
     out = _root() / f"cohort-n{n_subjects}-e{int(effect)}-s{seed}"
@@ -36,8 +45,7 @@ def cached_vae_cohort(n_subjects: int = 24, effect: bool = True, seed: int = 0) 
 
 
 @functools.lru_cache(maxsize=None)
-def cached_prepared(n_subjects: int = 24, effect: bool = True, seed: int = 0, dtype: str = "float32") -> Path:
-    """Prepared folder of :func:`cached_vae_cohort`, made once per process."""
+def _prepared(n_subjects: int, effect: bool, seed: int, dtype: str) -> Path:
     from fusion.data.prepare import prepare_cohort
 
     manifest = cached_vae_cohort(n_subjects, effect, seed)
