@@ -62,6 +62,9 @@ coords = np.random.default_rng(0).uniform(-60, 60, (10, 3))
 table = pd.DataFrame({{"roi_i": [0, 1], "roi_j": [5, 7], "frequency": [0.75, 1.0]}})
 figs.plot_connectome(r"{tmp_path / 'c.png'}", table, coords, roi_networks=list("AABBCCDDEE"))
 figs.plot_connectome(r"{tmp_path / 'empty.png'}", table.iloc[:0], coords)
+i, j = np.triu_indices(10, 1)
+many = pd.DataFrame({{"roi_i": i, "roi_j": j, "frequency": np.linspace(0.71, 1, len(i))}})
+figs.plot_connectome(r"{tmp_path / 'many.png'}", many, coords, max_edges=5)
 import matplotlib; print(matplotlib.get_backend())
 """
     env = {k: v for k, v in __import__("os").environ.items() if k not in ("DISPLAY", "MPLBACKEND")}
@@ -70,3 +73,4 @@ import matplotlib; print(matplotlib.get_backend())
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().lower() == "agg"
     assert _is_png(tmp_path / "c.png") and _is_png(tmp_path / "empty.png")
+    assert _is_png(tmp_path / "many.png")

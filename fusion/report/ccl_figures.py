@@ -128,10 +128,13 @@ def plot_connectome(
     coords: np.ndarray,
     title: str = "",
     roi_networks: Sequence[str] | None = None,
+    max_edges: int = 300,
 ) -> Path:
     """Significant edges on the Power-264 coordinates, three orthogonal views (Figs. 5-6).
 
-    Only ROIs touching a significant edge are drawn, sized by hub degree and coloured by network.
+    Only ROIs touching a drawn edge are drawn, sized by hub degree and coloured by network. At
+    most ``max_edges`` edges are drawn (the most frequent; the title says so when some are left
+    out): thousands of lines are unreadable and slow to render.
 
     Args:
         edges: table with ``roi_i``, ``roi_j``, ``frequency``.
@@ -145,6 +148,10 @@ def plot_connectome(
         raise InputError(f"ROI coordinates must be (R, 3) in mm, got shape {coords.shape}")
     plt = pyplot()
     n_rois = len(coords)
+    n_total = len(edges)
+    if n_total > max_edges:
+        edges = edges.sort_values("frequency", ascending=False, kind="stable").head(max_edges)
+        title = (title or f"{n_total} significant edges") + f" (top {max_edges} drawn)"
     matrix = edges_to_matrix(edges, n_rois)
     degree = (matrix > 0).sum(axis=0)
     if roi_networks is not None:
