@@ -127,3 +127,18 @@ def test_cohort_rejects_bad_knobs_and_existing_cohort(tmp_path) -> None:
     assert gt["knobs"]["icn_effect_sd"] == 3.0 and list(gt["gm_effect_regions"]) == ["hippocampus"]
     with pytest.raises(InputError, match="already holds a cohort"):
         make_vae_cohort(tmp_path / "y", size="tiny", n_subjects=4, progress=False)
+
+
+def test_cohort_cli(tmp_path, capsys) -> None:
+    from fusion.cli import main
+
+    args = ["cohort-vae", "--out", str(tmp_path / "c"), "--size", "tiny", "--n-subjects", "4", "--no-effect",
+            "--seed", "3", "--no-progress"]
+    assert main(args) == 0
+    gt = json.loads((tmp_path / "c" / "ground_truth.json").read_text())
+    assert gt["effect"] is False and gt["seed"] == 3 and gt["n_subjects"] == 4
+    assert len(pd.read_csv(tmp_path / "c" / "manifest.csv")) == 4
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "already holds a cohort" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
