@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--config-dir", default="conf", help="Hydra config folder (default conf)")
     parser.add_argument("--config-name", default="ccl", help="top-level config (default ccl; ccl_paper for the paper)")
     parser.add_argument("--retrain", action="store_true", help="train gCAM-CCL even if LOGDIR holds a finished run")
+    parser.add_argument("--with-maps", action="store_true",
+                        help="keep the activation-map callback when training (off by default: Table III needs no maps)")
     parser.add_argument("--svm-c", type=float, default=1.0, help="C of the linear SVMs")
     parser.add_argument("--rf-trees", type=int, default=300, help="trees of the random forests")
     parser.add_argument("--mlp-hidden", type=int, default=128, help="hidden units of the MLP")
@@ -138,7 +140,10 @@ def run(args: argparse.Namespace) -> int:
     logdir = Path(args.logdir)
     t0 = time.time()
     if args.retrain or not _finished(logdir):
-        train_ccl(logdir, args.config_dir, args.config_name, list(args.overrides))
+        overrides = list(args.overrides)
+        if not args.with_maps and not any(o.startswith("callbacks.activation_maps") for o in overrides):
+            overrides.append("callbacks.activation_maps=null")
+        train_ccl(logdir, args.config_dir, args.config_name, overrides)
     elif args.overrides:
         raise ConfigError(f"{logdir} already holds a finished run; overrides {args.overrides} would not apply "
                           "(pass --retrain or another --logdir)")

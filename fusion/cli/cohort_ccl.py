@@ -15,6 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--n-subjects", type=int, default=None, help="override the number of subjects")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strength", type=float, default=None, help="planted effect strength (0 = null cohort; default 1)")
+    parser.add_argument("--snp-weight", type=float, default=None, help="weight of the planted SNPs' genetic score in the score (default 1.5)")
     parser.add_argument("--edge-shift", type=float, default=None, help="Fisher-z shift of planted edges per SD of the brain factor")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing cohort in --out")
 
@@ -25,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     knobs = {}
     if args.strength is not None:
         knobs["strength"] = args.strength
+    if args.snp_weight is not None:
+        knobs["snp_weight"] = args.snp_weight
     if args.edge_shift is not None:
         knobs["edge_shift"] = args.edge_shift
     manifest = make_ccl_cohort(args.out, size=args.size, n_subjects=args.n_subjects, seed=args.seed,

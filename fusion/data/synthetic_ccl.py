@@ -10,7 +10,7 @@ What is simulated, per subject:
   haplotypes follow a Gaussian AR(1) copula (correlation ``rho`` between neighbours), thresholded
   at each SNP's minor-allele frequency (uniform in [0.05, 0.5]); genotype = minor-allele count
   0/1/2. A small fraction of calls is set missing.
-- **Score** (WRAT-like, mean 100, SD 15): ``strength * (b + g) + e`` standardised, where ``b`` is a
+- **Score** (WRAT-like, mean 100, SD 15): ``strength * (b + snp_weight * g) + e`` standardised, where ``b`` is a
   standard-normal brain factor that shifts the planted FC edges by ``edge_shift * strength * b``
   (sign +1 or -1 per block), ``g`` the standardised genetic score of the planted SNP runs (sum of
   their standardised dosages, sign per run), and ``e`` standard-normal noise. ``strength=0`` gives
@@ -55,7 +55,8 @@ class CCLCohortSpec:
     n_snps: int = 750
     n_timepoints: int = 120
     strength: float = 1.0
-    edge_shift: float = 0.25
+    snp_weight: float = 1.5
+    edge_shift: float = 0.3
     edge_blocks: tuple[tuple[str, str, int], ...] = (("DMN", "FPN", 1), ("VIS", "SMH", -1))
     roi_block: int = 8
     n_snp_runs: int = 2
@@ -202,7 +203,7 @@ def simulate_ccl_cohort(spec: CCLCohortSpec) -> dict:
     gen = sum(sign * dosage[:, r].mean(axis=1) for r, sign in zip(runs, spec.snp_run_signs))
     gen = _standardise(np.asarray(gen, dtype=float))
     noise = rng.standard_normal(n)
-    latent = spec.strength * (brain + gen) + noise
+    latent = spec.strength * (brain + spec.snp_weight * gen) + noise
     score = 100.0 + 15.0 * _standardise(latent)
 
     edges: list[list[int]] = []
@@ -248,7 +249,8 @@ def simulate_ccl_cohort(spec: CCLCohortSpec) -> dict:
         "snp_signs": [snp_sign[s] for s in snps],
         "snp_runs": [{"start": int(r[0]), "stop": int(r[-1]) + 1, "sign": int(s)}
                      for r, s in zip(runs, spec.snp_run_signs)],
-        "score": "WRAT-like: 100 + 15 * standardised(strength * (brain + genetic) + noise)",
+        "score": "WRAT-like: 100 + 15 * standardised(strength * (brain + snp_weight * genetic) + noise)",
+        "snp_weight": spec.snp_weight,
         "labels": "bottom quantile = 'low' (label 0), top quantile = 'high' (label 1)",
         "fc": "Fisher z of Pearson correlation, symmetric, zero diagonal",
         "strength": spec.strength,
