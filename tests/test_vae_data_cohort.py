@@ -142,3 +142,21 @@ def test_cohort_cli(tmp_path, capsys) -> None:
     assert main(args) == 2
     assert "already holds a cohort" in capsys.readouterr().err
     assert main(args + ["--overwrite"]) == 0
+
+
+@pytest.mark.parametrize("sigma_vox", [0.0, 0.5, 1.0])
+def test_smooth_noise_has_unit_sd(sigma_vox: float) -> None:
+    """``noise_sd`` means what it says: the smoothed noise is rescaled to unit variance."""
+    from fusion.data.synthetic_volumes import _smooth_noise
+
+    noise = _smooth_noise(np.random.default_rng(1), (48, 48, 48), sigma_vox)
+    assert abs(noise[6:-6, 6:-6, 6:-6].std() - 1.0) < 0.03
+    if sigma_vox:  # and it is smooth: neighbours correlate as the 1D kernel k predicts, sum k_i k_i+1 / sum k_i^2
+        from scipy.ndimage import gaussian_filter1d
+
+        delta = np.zeros(41)
+        delta[20] = 1.0
+        k = gaussian_filter1d(delta, sigma_vox, mode="constant")
+        expected = np.sum(k[:-1] * k[1:]) / np.sum(k**2)
+        r = np.corrcoef(noise[:-1].ravel(), noise[1:].ravel())[0, 1]
+        assert abs(r - expected) < 0.03

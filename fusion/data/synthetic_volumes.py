@@ -238,8 +238,12 @@ def _gaussian(axes: list[np.ndarray], centre: np.ndarray, sigma: float) -> np.nd
     return gx[:, None, None] * gy[None, :, None] * gz[None, None, :]
 
 
-def _noise_norm(sigma_vox: float) -> float:
-    """SD of unit white noise after ``gaussian_filter`` with ``sigma_vox`` in 3D (interior)."""
+def _smoothed_noise_sd(sigma_vox: float) -> float:
+    """SD of unit white noise after a 3D ``gaussian_filter`` of ``sigma_vox`` (away from edges).
+
+    The filter is separable, so the variance is the product over the three axes of the sum of
+    the squared 1D kernel weights.
+    """
     if sigma_vox <= 0:
         return 1.0
     delta = np.zeros(int(8 * sigma_vox) * 2 + 3)
@@ -255,7 +259,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: f
     if sigma_vox > 0:
         sigma = (sigma_vox,) * 3 + ((0.0,) if n is not None else ())
         noise = ndimage.gaussian_filter(noise, sigma, mode="reflect")
-        noise /= np.float32(np.sqrt(_noise_norm(sigma_vox)))
+        noise /= np.float32(_smoothed_noise_sd(sigma_vox))
     return noise
 
 
