@@ -33,6 +33,7 @@ class VAEAnalysisCallback(Callback):
         batch_size: latents decoded at once.
         device: torch device for decoding (None: CUDA when present).
         cut_coords: axial cuts in the brain figures.
+        mask_fraction: brain mask of the data, relative intensity threshold.
         strict: re-raise analysis errors; otherwise they are logged and written into the report
             (training results are never lost to a failing figure).
         logdir: run folder; None uses ``runner.logdir``.
@@ -51,6 +52,7 @@ class VAEAnalysisCallback(Callback):
         batch_size: int = 8,
         device: str | None = None,
         cut_coords: int = 7,
+        mask_fraction: float = 1e-3,
         strict: bool = False,
         logdir: str | Path | None = None,
     ):
@@ -66,6 +68,7 @@ class VAEAnalysisCallback(Callback):
         self.batch_size = batch_size
         self.device = device
         self.cut_coords = cut_coords
+        self.mask_fraction = mask_fraction
         self.strict = strict
         self.logdir = logdir
 
@@ -117,6 +120,7 @@ class VAEAnalysisCallback(Callback):
                 batch_size=self.batch_size,
                 device=self.device,
                 cut_coords=self.cut_coords,
+                mask_fraction=self.mask_fraction,
             )
         except FusionError as exc:
             if self.strict:

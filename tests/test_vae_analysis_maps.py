@@ -10,6 +10,7 @@ from fusion.errors import InputError
 from fusion.interpret.group_maps import (
     combine_maps,
     compare_maps,
+    data_mask,
     decode_latents,
     decoded_group_difference,
     dice,
@@ -126,14 +127,20 @@ def test_correlation_and_dice_on_constructed_maps():
     assert map_dice(a, b, q=95) == 0.0
 
 
-def test_input_group_difference_matches_numpy_and_finds_the_support():
+def test_input_group_difference_matches_numpy_and_gives_the_data_mask():
     rng = np.random.default_rng(6)
     vols = rng.normal(size=(6, 3, *SHAPE)).astype(np.float32)
     vols[..., 0, :, :] = 0  # a slab outside the brain
     labels = np.array([1, 0, 1, 0, 0, 1])
-    diff, support = input_group_difference(list(vols), labels)
+    vols[..., 1, :, :] = 1e-6 * rng.normal(size=vols[..., 1, :, :].shape)  # resampling residue
+    diff, intensity = input_group_difference(list(vols), labels)
     np.testing.assert_allclose(diff, vols[labels == 1].mean(0) - vols[labels == 0].mean(0), atol=1e-5)
-    assert not support[0].any() and support[1:].all()
+    np.testing.assert_allclose(intensity, np.abs(vols).mean(axis=(0, 1)), rtol=1e-5)
+    mask = data_mask(intensity)
+    assert not mask[:2].any() and mask[2:].all()
+    assert data_mask(intensity, 0.0)[1:].all()
+    with pytest.raises(InputError, match="all zero"):
+        data_mask(np.zeros(SHAPE))
     items = [{"volumes": torch.from_numpy(v), "label": int(y)} for v, y in zip(vols, labels)]
     diff2, _ = input_group_difference(items, modalities=[2])
     np.testing.assert_allclose(diff2, diff[[2]], atol=1e-5)

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "vae-analyze")
                         help="embed a random subset of this many subjects (default: all)")
     parser.add_argument("--tsne-backend", choices=("auto", "cuml", "sklearn"), default="auto")
     parser.add_argument("--seed", type=int, default=0, help="seed of the t-SNE (default 0)")
+    parser.add_argument("--mask-fraction", type=float, default=1e-3,
+                        help="brain mask: voxels whose mean |input| exceeds this fraction of its maximum (default 1e-3)")
     parser.add_argument("--batch-size", type=int, default=8, help="latents decoded at once (default 8)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--no-report", action="store_true", help="do not rewrite report.md")
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
         tsne_backend=args.tsne_backend,
         seed=args.seed,
         batch_size=args.batch_size,
+        mask_fraction=args.mask_fraction,
         device=args.device,
         report=not args.no_report,
     )

@@ -26,6 +26,7 @@ __all__ = [
     "decode_latents",
     "decoded_group_difference",
     "input_group_difference",
+    "data_mask",
     "percentile_threshold",
     "combine_maps",
     "top_modalities",
@@ -158,13 +159,13 @@ def input_group_difference(
         progress: show a progress bar.
 
     Returns:
-        ``(difference, support)``: ``difference`` is ``(len(modalities), X, Y, Z)`` float32; ``support``
-        is an ``(X, Y, Z)`` boolean mask of voxels where any input volume (any subject, any modality)
-        is non-zero, i.e. the brain mask the data carries.
+        ``(difference, intensity)``: ``difference`` is ``(len(modalities), X, Y, Z)`` float32;
+        ``intensity`` is the ``(X, Y, Z)`` mean absolute input over subjects and all modalities,
+        from which :func:`data_mask` derives the brain mask the data carries.
     """
     sums: list[np.ndarray | None] = [None, None]
     counts = [0, 0]
-    support = None
+    intensity = None
     iterator: Iterable[Any] = volumes
     if progress:
         from tqdm.auto import tqdm
@@ -188,8 +189,8 @@ def input_group_difference(
         if label not in (0, 1):
             raise InputError(f"subject {i}: label must be 0 (control) or 1 (patient), got {label}")
         idx = _modality_indices(modalities, vol.shape[0])
-        nz = np.any(vol != 0, axis=0)
-        support = nz if support is None else (support | nz)
+        mag = np.abs(vol).astype(np.float64).mean(axis=0)
+        intensity = mag if intensity is None else intensity + mag
         sel = vol[idx].astype(np.float64)
         sums[label] = sel if sums[label] is None else sums[label] + sel
         counts[label] += 1
@@ -199,7 +200,27 @@ def input_group_difference(
         if counts[value] == 0:
             raise InputError(f"input_group_difference: no {name} subject among the volumes")
     diff = sums[1] / counts[1] - sums[0] / counts[0]
-    return diff.astype(np.float32), support
+    return diff.astype(np.float32), (intensity / (counts[0] + counts[1])).astype(np.float32)
+
+
+def data_mask(intensity: np.ndarray, fraction: float = 1e-3) -> np.ndarray:
+    """Brain mask of the data: voxels whose mean absolute input exceeds ``fraction`` of its maximum.
+
+    Masked data (exact zeros outside the brain) gives its mask for any small ``fraction``; data
+    resampled or smoothed after masking leaves values orders of magnitude below the brain's, which
+    the fraction cuts off.
+
+    Args:
+        intensity: ``(X, Y, Z)`` mean absolute input (see :func:`input_group_difference`).
+        fraction: relative threshold in [0, 1).
+    """
+    intensity = np.asarray(intensity, dtype=np.float64)
+    if not 0 <= fraction < 1:
+        raise InputError(f"mask fraction must be in [0, 1), got {fraction}")
+    peak = intensity.max() if intensity.size else 0.0
+    if not peak > 0:
+        raise InputError("the input volumes are all zero: no brain mask can be derived")
+    return intensity > fraction * peak
 
 
 def _check_mask(mask: Any, spatial: tuple[int, ...]) -> np.ndarray | None:

@@ -299,14 +299,16 @@ def analyze_vae_run(
     batch_size: int = 8,
     device: str | None = None,
     cut_coords: int = 7,
+    mask_fraction: float = 1e-3,
     report: bool = True,
 ) -> dict[str, Any]:
     """Interpret fold ``fold`` of a finished VAE run and (optionally) write ``report.md``.
 
     Group centres are the mean latents of all patients and all controls of the cohort (every
     subject is embedded by the fold's frozen encoder, as in the paper); the top-``top_k`` modalities
-    come from the importance averaged over all folds. The brain mask for thresholds and
-    correlations is the set of voxels where the input data is non-zero.
+    come from the importance averaged over all folds. Thresholds and correlations are taken within
+    the data's brain mask: voxels whose mean absolute input (over subjects and modalities) exceeds
+    ``mask_fraction`` of its maximum (see :func:`fusion.interpret.group_maps.data_mask`).
 
     Args:
         logdir: run directory.
@@ -323,6 +325,7 @@ def analyze_vae_run(
         batch_size: latents decoded at once.
         device: torch device for decoding (default: CUDA when present).
         cut_coords: number of axial cuts in the brain figures.
+        mask_fraction: relative intensity threshold of the data's brain mask.
         report: write ``report.md`` at the end.
 
     Returns:
@@ -333,6 +336,7 @@ def analyze_vae_run(
         combine_maps,
         compare_maps,
         decoded_group_difference,
+        data_mask,
         input_group_difference,
         percentile_threshold,
         recovery_scores,
@@ -426,13 +430,12 @@ def analyze_vae_run(
         input_diff = None
         if dataset is not None:
             subjects = (dataset[i] for i in range(len(dataset)))
-            input_diff, mask = input_group_difference(subjects, progress=True)
+            input_diff, intensity = input_group_difference(subjects, progress=True)
             if input_diff.shape[1:] != decoded.shape[1:]:
                 raise InputError(
                     f"the model decodes volumes of shape {decoded.shape[1:]} but the data has {input_diff.shape[1:]}"
                 )
-            if not mask.any():
-                mask = None
+            mask = data_mask(intensity, mask_fraction)
         if importance is not None:
             top = [int(m) for m in np.argsort(-np.asarray(importance["importance_mean"]), kind="stable")[:top_k]]
             source = f"mean linear-SVM importance over {importance['n_folds']} folds"
@@ -450,6 +453,7 @@ def analyze_vae_run(
             "n_patients": int((labels == 1).sum()),
             "n_controls": int((labels == 0).sum()),
             "mask_voxels": int(mask.sum()) if mask is not None else None,
+            "mask_fraction": float(mask_fraction),
             "files": {"decoded": "group_difference_decoded.nii.gz"},
         }
         if top:
