@@ -18,9 +18,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def tiny_cohort(tmp_path_factory) -> Path:
-    from fusion.data.synthetic_ccl import make_ccl_cohort
+    from fusion.cli import main
 
-    return make_ccl_cohort(tmp_path_factory.mktemp("ccl_tiny"), size="tiny", seed=1)
+    out = tmp_path_factory.mktemp("ccl_tiny")
+    assert main(["cohort-ccl", "--out", str(out), "--size", "tiny", "--seed", "1"]) == 0
+    # a second call refuses to overwrite the cohort (exit status 2, FusionError)
+    assert main(["cohort-ccl", "--out", str(out), "--size", "tiny"]) == 2
+    return out / "manifest.csv"
 
 
 @pytest.fixture(scope="module")
