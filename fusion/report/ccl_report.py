@@ -60,9 +60,16 @@ def write_ccl_report(logdir: str | os.PathLike) -> Path:
                                                                        "specificity", "f1", "auc", "n_test"]), ""]
         rec = results.get("recovery")
         if isinstance(rec, dict):
+            settings = ""
+            summaries = sorted(logdir.glob("fold_*/interpretation/summary.json"))
+            if summaries:
+                sig = io.read_json(summaries[0]).get("settings", {}).get("significance_maps")
+                if sig:
+                    settings = f" Significance settings per view: `{sig}`."
             parts += ["## Recovery of the planted effects", "",
-                      "Significant features (kept > 0.05 x max in > 70% of a class's subjects) against "
-                      "the cohort's `ground_truth.json`.", "",
+                      "Significant features (kept above a fraction of each subject's map maximum in more "
+                      "than a share of a class's subjects; paper: 0.05 and 70%) against the cohort's "
+                      "`ground_truth.json`, union over classes." + settings, "",
                       markdown_table([rec], [k for k in ("edge_precision", "edge_recall", "snp_precision",
                                                          "snp_recall") if k in rec]), ""]
     table3 = logdir / "table3.csv"
