@@ -32,7 +32,7 @@ Config layout read here (every key optional unless marked)::
     criterion: {_target_: ...} | null
     folds: {n_splits: 10, val_fraction: 0.1, seed: 42, only: null}
     stage: {num_epochs, batch_size, valid_batch_size, num_workers, loaders, optimizer,
-            scheduler, patience}
+            scheduler, patience, channels_last}
     callbacks: {name: {_target_: ...} | null}
 """
 
@@ -71,6 +71,7 @@ _NODE_KEYS: dict[str, frozenset[str]] = {
             "optimizer",
             "scheduler",
             "patience",
+            "channels_last",
         }
     ),
 }
@@ -340,10 +341,21 @@ class ConfigRunner(IRunner):
             raise ConfigError("config key 'model' needs a _target_ (the model class)")
         return instantiate(node)
 
+    @property
+    def channels_last(self) -> bool:
+        """``stage.channels_last``: keep 5D weights and inputs channels-last (NDHWC).
+
+        Same numbers, but oneDNN's 3D convolutions on the CPU run about 3x faster in this layout.
+        """
+        return bool(self.select("stage.channels_last", False))
+
     def get_model(self, stage: str) -> torch.nn.Module:
         """A fresh model per stage, initialised from :meth:`stage_seed`."""
         set_global_seed(self.stage_seed(stage))
-        return self.build_model()
+        model = self.build_model()
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)
+        return model
 
     def get_criterion(self, stage: str):
         """The criterion from ``criterion``, or None (the loss is computed in ``handle_batch``)."""

@@ -53,6 +53,8 @@ class VAERunner(ConfigRunner):
         """Reshape ``(k, 54, X, Y, Z)`` to ``(k * 54, 1, X, Y, Z)``, reconstruct, score the ELBO."""
         volumes = batch["volumes"]
         x = volumes.reshape(-1, 1, *volumes.shape[2:])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         recon, mu, logvar = self.model(x)
         self.batch_metrics.update(elbo(recon, x, mu, logvar, beta=self.beta))
 

@@ -114,8 +114,9 @@ def test_unknown_key_from_the_command_line_is_named(tmp_path):
 
 
 # ---------------------------------------------------------------- runner
-def _runner(tmp_path, **model):
+def _runner(tmp_path, channels_last: bool = False, **model):
     cfg = OmegaConf.create({
+        "stage": {"channels_last": channels_last},
         "logdir": str(tmp_path),
         "model": {"_target_": "fusion.models.vae.MultimodalVAE", "in_shape": None,
                   "channels": [2, 2], "head_channels": [2], "latent_dim": 3, **model},
@@ -147,6 +148,20 @@ def test_handle_batch_scores_every_volume(tmp_path):
         assert torch.allclose(runner.batch_metrics[key], expected[key])
     assert torch.allclose(runner.batch_metrics["loss"],
                           runner.batch_metrics["recon"] + 0.5 * runner.batch_metrics["kl"])
+
+
+def test_channels_last_layout_gives_the_same_numbers(tmp_path):
+    losses = []
+    for channels_last in (False, True):
+        runner = _runner(tmp_path, channels_last=channels_last)
+        runner.model = runner.get_model("train")
+        conv = runner.model.encoder[2].weight  # (2, 2, 3, 3, 3): the layouts differ
+        assert conv.is_contiguous(memory_format=torch.channels_last_3d) == channels_last
+        batch = torch.utils.data.default_collate([runner.dataset[i] for i in range(2)])
+        torch.manual_seed(5)
+        runner.handle_batch(batch)
+        losses.append(runner.batch_metrics["loss"].item())
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
 
 
 # ---------------------------------------------------------------- callbacks
