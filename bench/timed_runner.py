@@ -1,0 +1,107 @@
+"""A VAERunner that times its training loaders, and the benchmark configs that drive it."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from catalyst.core import IRunner
+from omegaconf import DictConfig
+
+from fusion.io import write_json
+from runners.vae import VAERunner
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+#: Callbacks of ``conf/vae.yaml`` that run after training (latents, SVM, aggregation) or only draw a
+#: progress bar: switched off so a benchmark run is training and validation only.
+_OFF = ("callbacks.progress", "callbacks.latents", "callbacks.svm", "callbacks.results",
+        "loggers.console", "loggers.csv")
+
+
+def timing_file(logdir: str | Path, rank: int) -> Path:
+    """Where rank ``rank`` of a timed run writes its training-loader timings."""
+    return Path(logdir) / "bench_timing" / f"rank_{max(rank, 0)}.json"
+
+
+class TimedVAERunner(VAERunner):
+    """:class:`runners.vae.VAERunner` plus wall-clock timing of every training loader.
+
+    The clock starts after the runner's and every callback's ``on_loader_start`` are due (Catalyst
+    calls the runner first on ``*_start`` events) and stops when every callback's
+    ``on_loader_end`` has run (the runner is called last on ``*_end`` events), so the time covers
+    data loading, ``handle_batch`` and every per-batch callback (backward and optimizer step).
+
+    Attributes:
+        train_timings: one ``{"epoch", "seconds", "batches", "samples"}`` per training loader, also
+            written to :func:`timing_file` (one file per DDP rank).
+    """
+
+    def __init__(self, cfg: DictConfig | dict[str, Any]):
+        super().__init__(cfg)
+        self.train_timings: list[dict[str, float]] = []
+
+    def on_loader_start(self, runner: IRunner) -> None:
+        super().on_loader_start(runner)
+        self._bench_batches = 0
+        self._bench_samples = 0
+        self._bench_start = time.perf_counter()
+
+    def on_batch_end(self, runner: IRunner) -> None:
+        self._bench_batches += 1
+        self._bench_samples += int(self.batch_size)
+        super().on_batch_end(runner)
+
+    def on_loader_end(self, runner: IRunner) -> None:
+        seconds = time.perf_counter() - self._bench_start
+        if self.is_train_loader:
+            self.train_timings.append({"epoch": int(self.stage_epoch_step), "seconds": seconds,
+                                       "batches": self._bench_batches, "samples": self._bench_samples})
+            write_json(timing_file(self.logdir, getattr(self.engine, "rank", -1)), self.train_timings)
+        super().on_loader_end(runner)
+
+
+def compose_config(logdir: Path, prepared: Path, epochs: int, batch_size: int, engine: str = "cpu",
+                   extra: list[str] | None = None) -> DictConfig:
+    """``conf/vae.yaml`` (reduced model) on a prepared cohort: one fold, training + validation only.
+
+    Args:
+        logdir: the run's output folder.
+        prepared: prepared cohort folder.
+        epochs: ``stage.num_epochs``.
+        batch_size: subjects per training batch.
+        engine: a ``conf/engine`` entry (``cpu``, ``ddp_cpu``).
+        extra: further Hydra overrides.
+    """
+    from hydra import compose, initialize_config_dir
+
+    overrides = [
+        f"engine={engine}", f"logdir={logdir}", f"data.prepared_dir={prepared}",
+        "runner._target_=bench.timed_runner.TimedVAERunner",
+        "folds.n_splits=2", "folds.only=0", "folds.val_fraction=0.2",
+        f"stage.num_epochs={epochs}", f"stage.batch_size={batch_size}", "stage.patience=100",
+        *[f"{key}=null" for key in _OFF], *(extra or []),
+    ]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        return compose(config_name="vae", overrides=overrides)
+
+
+def samples_per_second(timings: list[list[dict[str, float]]], skip: int = 1) -> float:
+    """Training samples per second over all ranks, median over epochs after the first ``skip``.
+
+    Args:
+        timings: per rank, the ``train_timings`` of :class:`TimedVAERunner`.
+        skip: warm-up epochs left out.
+    """
+    import statistics
+
+    n_epochs = min(len(t) for t in timings)
+    if n_epochs <= skip:
+        raise ValueError(f"need more than {skip} timed epochs per rank, got {n_epochs}")
+    rates = []
+    for epoch in range(skip, n_epochs):
+        samples = sum(t[epoch]["samples"] for t in timings)
+        seconds = max(t[epoch]["seconds"] for t in timings)  # ranks step together: the slowest sets the pace
+        rates.append(samples / seconds)
+    return float(statistics.median(rates))
