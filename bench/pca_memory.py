@@ -66,8 +66,9 @@ def fit_and_measure(paths: list[Path], n_components: int, chunk_size: int) -> di
             "n_subjects": len(paths), "n_features": float(pca.n_features_), "n_components": n_components}
 
 
-def pca_peak(n_subjects: int, dtype: str, chunk_size: int = 32768, log=print) -> dict[str, Any]:
-    """Write the subjects into a temporary folder, fit in a child process, report its peak memory."""
+def pca_peak(n_subjects: int, dtype: str, chunk_size: int = 32768, threads: int = 1, log=print) -> dict[str, Any]:
+    """Write the subjects into a temporary folder, fit in a child process (``threads`` BLAS
+    threads), report its peak memory and time."""
     need = n_subjects * int(np.prod(PAPER_ITEM)) * np.dtype(dtype).itemsize
     with tempfile.TemporaryDirectory(prefix="fusion_bench_pca_") as tmp:
         free = os.statvfs(tmp).f_bavail * os.statvfs(tmp).f_frsize
@@ -80,7 +81,8 @@ def pca_peak(n_subjects: int, dtype: str, chunk_size: int = 32768, log=print) ->
         cmd = [sys.executable, "-m", "bench.pca_memory", "--components", str(n_components),
                "--chunk-size", str(chunk_size), *map(str, paths)]
         root = Path(__file__).resolve().parents[1]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+        env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"PCA child failed:\n{proc.stderr[-3000:]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -44,6 +45,15 @@ def run_all(out: Path, quick: bool = False, threads: int = 1, log=print) -> dict
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict[str, Any] = {}
+    seconds: dict[str, float] = {}
+
+    def measure(key: str, fn) -> None:
+        log(f"bench: {key}")
+        start = time.perf_counter()
+        results[key] = fn()
+        seconds[key] = time.perf_counter() - start
+        log(f"  ({seconds[key]:.0f} s)")
+
     with tempfile.TemporaryDirectory(prefix="fusion_bench_") as tmp:
         tmp = Path(tmp)
         log(f"bench: building the synthetic cohorts ({sizes.data_size} x {sizes.data_subjects}, "
@@ -54,22 +64,19 @@ def run_all(out: Path, quick: bool = False, threads: int = 1, log=print) -> dict
         else:
             train_prepared = make_cohort(tmp / "train", sizes.train_size, sizes.train_subjects)[1]
         reduced = compose_config(tmp / "cfg", prepared, 1, sizes.batch_size)
+        seconds["cohorts"] = time.perf_counter() - started
 
-        log("bench: runner_overhead")
-        results["runner_overhead"] = runner_overhead(tmp / "runs", train_prepared, sizes, log=log)
-        log("bench: prepared_vs_niigz")
-        results["prepared_vs_niigz"] = prepared_vs_niigz(manifest, prepared, sizes, log=log)
-        log("bench: loader_vs_train")
-        results["loader_vs_train"] = loader_vs_train(reduced, prepared, sizes, log=log)
-        log("bench: mfu")
         grid = tuple(int(s) for s in OmegaConf.load(prepared / "meta.json")["shape"])
-        results["mfu"] = mfu(OmegaConf.to_container(reduced.model), grid, sizes.paper_volumes, sizes.paper_steps,
-                             reduced_volumes=54 * sizes.batch_size, paper_grid=sizes.paper_grid, log=log)
-        log("bench: pca_peak_gib")
-        results["pca_peak_gib"] = pca_peak(sizes.pca_subjects, sizes.pca_dtype, log=log)
-        log("bench: ddp2_vs_1")
-        results["ddp2_vs_1"] = ddp2_vs_1(tmp / "ddp", train_prepared, sizes, threads=threads, log=log)
-    results["meta"] = {"quick": quick, "seconds": time.perf_counter() - started, "sizes": sizes.__dict__,
+        measure("runner_overhead", lambda: runner_overhead(tmp / "runs", train_prepared, sizes, log=log))
+        measure("prepared_vs_niigz", lambda: prepared_vs_niigz(manifest, prepared, sizes, log=log))
+        measure("loader_vs_train", lambda: loader_vs_train(reduced, prepared, sizes, log=log))
+        measure("mfu", lambda: mfu(OmegaConf.to_container(reduced.model), grid, sizes.paper_volumes,
+                                   sizes.paper_steps, reduced_volumes=54 * sizes.batch_size,
+                                   paper_grid=sizes.paper_grid, log=log))
+        measure("pca_peak_gib", lambda: pca_peak(sizes.pca_subjects, sizes.pca_dtype, threads=threads, log=log))
+        measure("ddp2_vs_1", lambda: ddp2_vs_1(tmp / "ddp", train_prepared, sizes, threads=threads, log=log))
+    results["meta"] = {"quick": quick, "seconds": time.perf_counter() - started, "seconds_per_benchmark": seconds,
+                       "threads": threads, "load_average": list(os.getloadavg()), "cpus": os.cpu_count(), "sizes": sizes.__dict__,
                        "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     write_json(out / "results.json", results)
     return results
