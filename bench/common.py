@@ -33,6 +33,8 @@ class Sizes:
         pca_subjects: subjects of the PCA memory benchmark (paper grid, 54 x 173,628 features).
         pca_dtype: stored dtype of its per-subject files.
         ddp_epochs: epochs of each DDP / single-process run (the first is warm-up).
+        ddp_pairs: interleaved (DDP, single-process) pairs of runs; each run is a child process
+            whose start-up (imports, process group) is not timed but costs wall time.
     """
 
     data_size: str = "small"
@@ -48,6 +50,7 @@ class Sizes:
     pca_subjects: int = 300
     pca_dtype: str = "float16"
     ddp_epochs: int = 3
+    ddp_pairs: int = 1
 
     @classmethod
     def quick(cls) -> "Sizes":

@@ -44,12 +44,12 @@ def run_job(logdir: Path, prepared: Path, engine: str, epochs: int, batch_size: 
 
 
 def ddp2_vs_1(workdir: Path, prepared: Path, sizes: Sizes, threads: int = 1, log=print) -> dict[str, Any]:
-    """Samples/s of a 2-process gloo DDP run / a 1-process run, interleaved ``sizes.repeats`` times
-    when time allows (each repetition is two child processes)."""
+    """Samples/s of a 2-process gloo DDP run / a 1-process run, ``sizes.ddp_pairs`` interleaved pairs
+    of child processes (median over pairs)."""
     from bench.timed_runner import samples_per_second
 
     ddp_rates, one_rates = [], []
-    for rep in range(max(1, sizes.repeats - 1)):
+    for rep in range(sizes.ddp_pairs):
         for engine in (("ddp_cpu", "cpu") if rep % 2 == 0 else ("cpu", "ddp_cpu")):
             timings = run_job(workdir / f"ddp_{rep}_{engine}", prepared, engine, sizes.ddp_epochs, sizes.batch_size,
                               threads=threads)
