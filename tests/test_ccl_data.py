@@ -48,7 +48,8 @@ def test_synthetic_cohort_is_deterministic_and_planted_edges_discriminate():
     assert (edges[:, 0] < edges[:, 1]).all() and len(edges) == 2 * 8 * 8
     nets = power_networks()
     assert {tuple(sorted((nets[i], nets[j]))) for i, j in edges} == {("DMN", "FPN"), ("SMH", "VIS")}
-    assert len(gt["snps"]) == 2 * 25 and gt["snp_ids"][0] == a["snp_ids"][gt["snps"][0]]
+    assert len(gt["snps"]) == spec.n_snp_runs * spec.snp_run_length
+    assert gt["snp_ids"][0] == a["snp_ids"][gt["snps"][0]]
     # planted edges track the brain factor with the recorded sign; an unplanted edge does not
     signs = np.asarray(gt["edge_signs"])
     vals = fc[:, edges[:, 0], edges[:, 1]]
