@@ -121,7 +121,7 @@ def plot_latent_tsne(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
-    ax.legend(title="domain (modalities)", fontsize=8, markerscale=max(1.0, 30.0 / size), loc="best")
+    ax.legend(title="domain (modalities)", fontsize=8, markerscale=max(1.0, float(np.sqrt(30.0 / size))), loc="best")
     return save_figure(path, fig)
 
 

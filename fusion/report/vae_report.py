@@ -443,6 +443,11 @@ def analyze_vae_run(
             top = []
             source = "none"
         io.save_nifti(logdir / "group_difference_decoded.nii.gz", np.moveaxis(decoded, 0, -1), affine)
+        if not np.any(decoded):
+            skipped["decoded_zero"] = (
+                "the decoded group difference is zero everywhere: the decoder ignores the latent "
+                "(an untrained or collapsed model), so the decoded maps below are empty"
+            )
         group = {
             "fold": int(fold),
             "threshold_percentile": float(percentile),
@@ -682,7 +687,7 @@ def write_vae_report(logdir: PathLike) -> Path:
     else:
         lines += [f"_Not available: {skipped.get('recovery', 'the analysis has not been run')}._", ""]
 
-    other = {k: v for k, v in skipped.items() if k in ("affine",)}
+    other = {k: v for k, v in skipped.items() if k in ("affine", "decoded_zero")}
     if other:
         lines += ["## Notes", ""] + [f"- {v}" for v in other.values()] + [""]
     return io.write_text(logdir / "report.md", "\n".join(lines))
