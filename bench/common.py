@@ -33,6 +33,7 @@ class Sizes:
         pca_subjects: subjects of the PCA memory benchmark (paper grid, 54 x 173,628 features).
         pca_dtype: stored dtype of its per-subject files.
         ddp_epochs: epochs of each DDP / single-process run (the first is warm-up).
+        overhead_repeats: interleaved (runner, bare loop) repetitions of the runner-overhead figure.
         ddp_pairs: interleaved (DDP, single-process) pairs of runs; each run is a child process
             whose start-up (imports, process group) is not timed but costs wall time.
     """
@@ -51,11 +52,13 @@ class Sizes:
     pca_dtype: str = "float16"
     ddp_epochs: int = 3
     ddp_pairs: int = 1
+    overhead_repeats: int = 5
 
     @classmethod
     def quick(cls) -> "Sizes":
         return cls(data_size="tiny", data_subjects=8, train_size="tiny", train_subjects=8, epochs=2, repeats=2,
-                   paper_grid=(14, 16, 13), paper_volumes=1, paper_steps=1, pca_subjects=6, ddp_epochs=2)
+                   paper_grid=(14, 16, 13), paper_volumes=1, paper_steps=1, pca_subjects=6, ddp_epochs=2,
+                   overhead_repeats=2)
 
 
 def record(numerator: float, denominator: float, *, numerator_label: str, denominator_label: str,

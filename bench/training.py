@@ -70,15 +70,17 @@ def runner_run(cfg) -> tuple[list[float], np.ndarray]:
 
 
 def runner_overhead(workdir: Path, prepared: Path, sizes: Sizes, log=print) -> dict[str, Any]:
-    """Time per training batch through VAERunner / in a bare loop, interleaved ``sizes.repeats`` times.
+    """Time per training batch through VAERunner / in a bare loop, ``sizes.overhead_repeats`` interleaved
+    repetitions (alternating which side goes first, so load drift on a shared machine cancels).
 
     Each side runs ``sizes.epochs`` epochs per repetition; the first epoch is warm-up. The figure
     is the median over repetitions and epochs of the seconds per batch (data loading included on
     both sides).
     """
-    runner_times, bare_times = [], []
+    runner_times, bare_times, paired = [], [], []
     train = None
-    for rep in range(sizes.repeats):
+    for rep in range(sizes.overhead_repeats):
+        n_runner, n_bare = len(runner_times), len(bare_times)
         cfg = compose_config(workdir / f"overhead_{rep}", prepared, sizes.epochs, sizes.batch_size)
         order = ("runner", "bare") if rep % 2 == 0 else ("bare", "runner")
         for side in order:
@@ -89,13 +91,15 @@ def runner_overhead(workdir: Path, prepared: Path, sizes: Sizes, log=print) -> d
                 if train is None:  # the split is the runner's: learn it first
                     _, train = runner_run(cfg)
                 bare_times += bare_loop(cfg, prepared, train, sizes.epochs, seed=42)[1:]
-        log(f"  runner_overhead rep {rep + 1}/{sizes.repeats}: runner {median(runner_times) * 1e3:.1f} ms/batch, "
+        paired.append(median(runner_times[n_runner:]) / median(bare_times[n_bare:]))
+        log(f"  runner_overhead rep {rep + 1}/{sizes.overhead_repeats}: runner {median(runner_times) * 1e3:.1f} ms/batch, "
             f"bare {median(bare_times) * 1e3:.1f} ms/batch")
     target = "<= 1.05"
     r, b = median(runner_times), median(bare_times)
     return record(r, b, numerator_label="VAERunner s/batch", denominator_label="bare loop s/batch",
                   target=target, met=check_target(r / b, target), runner_s_per_batch=runner_times,
-                  bare_s_per_batch=bare_times, batches_per_epoch=int(np.ceil(len(train) / sizes.batch_size)),
+                  bare_s_per_batch=bare_times, ratio_per_repetition=paired,
+                  median_ratio_per_repetition=median(paired), batches_per_epoch=int(np.ceil(len(train) / sizes.batch_size)),
                   batch_subjects=sizes.batch_size)
 
 
