@@ -75,7 +75,7 @@ def test_vae_config_composes_and_builds_the_runner(tmp_path):
     assert isinstance(runner.get_engine(), DeviceEngine)
     # every callback and logger node instantiates
     runner._split_callbacks()
-    assert list(runner.experiment_callbacks) == ["folds", "results"]
+    assert list(runner.experiment_callbacks) == ["folds", "results", "analysis"]
     stage_callbacks = runner.get_callbacks("fold_03")
     assert {"optimizer", "checkpoint", "early_stopping", "latents", "svm"} <= set(stage_callbacks)
     assert stage_callbacks["early_stopping"].patience == cfg.stage.patience
