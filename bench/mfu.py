@@ -10,7 +10,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.common import median, record
-from fusion.losses.elbo import elbo
+from fusion.losses.vae_elbo import elbo
 from fusion.models.vae import MultimodalVAE
 
 #: The paper's grid and channels (Geenjaar et al. 2021; conf/model/vae_paper.yaml).

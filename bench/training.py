@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Subset
 from bench.common import Sizes, check_target, median, record
 from bench.timed_runner import TimedVAERunner, compose_config
 from fusion.data.dataset import PreparedVolumes
-from fusion.losses.elbo import elbo
+from fusion.losses.vae_elbo import elbo
 
 
 def build_model(cfg, grid: tuple[int, int, int]) -> torch.nn.Module:

@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from fusion.errors import ConfigError
-from fusion.losses.elbo import elbo
+from fusion.losses.vae_elbo import elbo
 from runners.base import ConfigRunner
 
 

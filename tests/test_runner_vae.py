@@ -22,7 +22,7 @@ from callbacks.folds import FoldSplitCallback
 from callbacks.latents import LatentExtractionCallback
 from callbacks.svm import SVMClassificationCallback
 from fusion.errors import ConfigError, InputError
-from fusion.losses.elbo import elbo
+from fusion.losses.vae_elbo import elbo
 from fusion.models.vae import MultimodalVAE
 from runners.vae import VAERunner
 

@@ -85,7 +85,7 @@ def test_module_wrapper_and_mutable_beta():
 
 def test_function_and_module_spellings_agree():
     import fusion.losses
-    import fusion.losses.elbo as module
+    import fusion.losses.vae_elbo as module
 
     recon, x, mu, logvar = _batch(seed=4)
     ref = module.elbo(recon, x, mu, logvar)["loss"].item()

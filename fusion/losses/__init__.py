@@ -6,8 +6,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "elbo": "fusion.losses.elbo",
-    "ELBOLoss": "fusion.losses.elbo",
+    "elbo": "fusion.losses.vae_elbo",
+    "ELBOLoss": "fusion.losses.vae_elbo",
     "collaborative_cross_entropy": "fusion.losses.collaborative",
     "CollaborativeCrossEntropy": "fusion.losses.collaborative",
 }

@@ -9,8 +9,6 @@ size and every volume (modality) weighs the same.
 from __future__ import annotations
 
 import math
-import sys
-import types
 
 import torch
 from torch import nn
@@ -101,19 +99,3 @@ class ELBOLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"beta={self.beta}"
-
-
-class _ElboModule(types.ModuleType):
-    """This module, made callable as :func:`elbo`.
-
-    ``fusion.losses`` exports the function ``elbo`` from the module of the same name; once the
-    module is imported, Python binds ``fusion.losses.elbo`` (and ``from fusion.losses import elbo``)
-    to the module, not the function. Calling the module forwards to the function, so both
-    spellings compute the loss.
-    """
-
-    def __call__(self, *args, **kwargs) -> dict[str, torch.Tensor]:
-        return elbo(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _ElboModule
