@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fusion._lazy import lazy_getattr
 
 # Imported lazily so that `import fusion.models` stays cheap and each network lives in one module.
 _EXPORTS = {
@@ -15,8 +14,4 @@ _EXPORTS = {
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'fusion.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
