@@ -20,11 +20,21 @@ experiment starts and receive only ``on_experiment_start`` / ``on_experiment_end
 process that launched the run (under DDP the stages run in spawned processes, which never report
 experiment events back). Every other callback is a stage callback, instantiated anew per stage.
 
+Interruption and reproducibility. At the start of a run the main process writes
+``<logdir>/run_metadata.json`` (resolved config, git commit, package versions, seed; see
+:mod:`fusion.provenance`). After every epoch it saves ``<stage>/resume.pth`` (model, optimizer,
+scheduler, counters, the state of the stage's callbacks and of the loaders' random generators),
+and when a stage has finished (every stage-end callback included) ``<stage>/complete.json``.
+Running the same command again (``args.autoresume`` null or ``last``) skips complete stages and
+continues an interrupted one after its last finished epoch, with the same numbers as an
+uninterrupted run; it refuses a log directory whose recorded config differs in a key that
+changes results. ``args.autoresume=off`` retrains every selected stage from scratch.
+
 Config layout read here (every key optional unless marked)::
 
     logdir: runs/x                      # required
     runner: {_target_: ..., _recursive_: false}
-    args: {seed: 42, ...}               # filled in by catalyst-dl
+    args: {seed: 42, autoresume: null|last|off, ...}   # filled in by catalyst-dl
     engine: {_target_: catalyst.engines.DeviceEngine, device: cpu}
     loggers: {name: {_target_: ...} | null}
     data: {_target_: <Dataset class>, ...}    # the whole cohort; must expose ``labels``
@@ -39,6 +49,7 @@ Config layout read here (every key optional unless marked)::
 from __future__ import annotations
 
 import logging
+import os
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -54,7 +65,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
-from fusion.errors import ConfigError
+from fusion import io
+from fusion.errors import ConfigError, InputError
+from fusion.provenance import collect_run_metadata, config_differences
 
 LOGGER = logging.getLogger(__name__)
 
@@ -75,6 +88,33 @@ _NODE_KEYS: dict[str, frozenset[str]] = {
         }
     ),
 }
+
+
+#: Files of the run directory written by the runner itself.
+RUN_METADATA = "run_metadata.json"
+RESUME_STATE = "resume.pth"
+STAGE_COMPLETE = "complete.json"
+
+#: Config keys that may differ between an interrupted run and its continuation (they do not change
+#: results); any other difference makes a resume refuse the log directory.
+RESUME_IGNORED_KEYS: frozenset[str] = frozenset(
+    {
+        "logdir",
+        "folds.only",
+        "args.autoresume",
+        "args.resume",
+        "args.verbose",
+        "args.timeit",
+        "callbacks.progress",
+        "loggers",
+        "stage.num_workers",
+        "data.cache",
+    }
+)
+
+#: Callback attributes saved in the resume state when a callback has no ``state_dict`` method
+#: (Catalyst's checkpoint and early-stopping callbacks keep their state in these).
+_CALLBACK_STATE_ATTRS: tuple[str, ...] = ("best_score", "num_no_improvement_epochs", "top_best_metrics")
 
 
 def fold_stage_name(fold: int) -> str:
@@ -101,6 +141,60 @@ def _plain(node: Any) -> Any:
     if isinstance(node, (DictConfig, ListConfig)):
         return OmegaConf.to_container(node, resolve=True)
     return node
+
+
+def _plain_state(value: Any) -> Any:
+    """Callback / metric state as types ``torch.load(weights_only=True)`` accepts."""
+    if isinstance(value, torch.Tensor) or value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {str(k): _plain_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_state(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def resume_mode(cfg: DictConfig) -> str:
+    """``"last"`` (default: continue an interrupted run) or ``"off"`` (retrain), from ``args``.
+
+    Raises:
+        ConfigError: an unknown ``args.autoresume`` value, or Catalyst's ``args.resume`` (a
+            checkpoint path), which this runner replaces.
+    """
+    if OmegaConf.select(cfg, "args.resume", default=None) is not None:
+        raise ConfigError(
+            "args.resume (a Catalyst checkpoint path) is not supported: a run continues by itself "
+            "from the resume state in its logdir; use args.autoresume=last (default) or off"
+        )
+    value = OmegaConf.select(cfg, "args.autoresume", default=None)
+    if value is None or str(value).lower() == "last":
+        return "last"
+    if value is False or str(value).lower() in ("off", "false", "none", "never"):
+        return "off"
+    raise ConfigError(f"args.autoresume must be null, 'last' or 'off', got {value!r}")
+
+
+def check_writable_dir(path: str | os.PathLike, what: str = "logdir") -> None:
+    """Raise ConfigError unless ``path`` is, or can be created as, a writable folder.
+
+    Walks up to the first existing ancestor: it must be a folder this process may write to.
+    Nothing is created.
+    """
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        detail = "is a file" if probe != path else "exists and is not a folder"
+        raise ConfigError(f"{what} {path} cannot be created: {probe} {detail}; choose another {what}")
+    if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path} cannot be written: no write permission in {probe}; choose another {what}")
 
 
 class ConfigRunner(IRunner):
@@ -147,6 +241,9 @@ class ConfigRunner(IRunner):
         self.experiment_callbacks: OrderedDict[str, Any] = OrderedDict()
         self._stage_callback_keys: list[str] | None = None
         self._dataset: Dataset | None = None
+        self._loader_generators: dict[str, torch.Generator] = {}
+        self.autoresume: str = resume_mode(cfg)  # "last" | "off"
+        check_writable_dir(self.logdir)
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -184,6 +281,7 @@ class ConfigRunner(IRunner):
                     f"expected some of {sorted(allowed)}"
                 )
         cls._selected_folds(cfg)  # validates folds.n_splits / folds.only
+        resume_mode(cfg)
 
     def select(self, key: str, default: Any = None) -> Any:
         """An optional config value by dotted key (plain Python), ``default`` when absent or null."""
@@ -219,6 +317,18 @@ class ConfigRunner(IRunner):
     def stage_dir(self, stage: str | None = None) -> Path:
         """Output folder of a stage (default: the current one): ``logdir/<stage>``."""
         return self.logdir / (stage or self.stage_key)
+
+    def resume_path(self, stage: str | None = None) -> Path:
+        """Resume state of a stage, rewritten after every epoch: ``logdir/<stage>/resume.pth``."""
+        return self.stage_dir(stage) / RESUME_STATE
+
+    def complete_path(self, stage: str | None = None) -> Path:
+        """Marker of a finished stage (training and every stage-end callback): ``complete.json``."""
+        return self.stage_dir(stage) / STAGE_COMPLETE
+
+    def is_stage_complete(self, stage: str) -> bool:
+        """Whether ``stage`` finished in an earlier run into this logdir."""
+        return self.complete_path(stage).is_file()
 
     @property
     def seed(self) -> int:
@@ -312,9 +422,11 @@ class ConfigRunner(IRunner):
         engine = self.engine
         ddp = engine is not None and engine.is_ddp
         loaders: OrderedDict[str, DataLoader] = OrderedDict()
+        self._loader_generators = {}
         for key, dataset in self.get_datasets(stage).items():
             train = key.startswith("train")
             generator = torch.Generator().manual_seed(self.stage_seed(stage))
+            self._loader_generators[key] = generator  # its state is part of the resume state
             sampler = None
             if ddp:
                 sampler = DistributedSampler(
@@ -407,18 +519,189 @@ class ConfigRunner(IRunner):
 
     # ------------------------------------------------------------------ events
     def on_experiment_start(self, runner: IRunner) -> None:
-        """Engine and loggers (Catalyst), then the experiment-scoped callbacks (e.g. the split)."""
+        """Engine and loggers (Catalyst); the run record (main process); then the
+        experiment-scoped callbacks (e.g. the split)."""
         super().on_experiment_start(runner)
+        if is_main_process(self.engine):
+            self._record_run()
         self._split_callbacks()
         for callback in self.experiment_callbacks.values():
             callback.on_experiment_start(self)
 
+    # ------------------------------------------------------------------ run record and resume
+    def resolved_config(self) -> dict[str, Any]:
+        """The whole config as plain Python, interpolations resolved where they can be."""
+        try:
+            return OmegaConf.to_container(self.cfg, resolve=True)  # type: ignore[return-value]
+        except Exception:  # an interpolation that only Hydra's app context can resolve
+            return OmegaConf.to_container(self.cfg, resolve=False)  # type: ignore[return-value]
+
+    def _has_progress(self) -> bool:
+        return any(
+            self.complete_path(stage).is_file() or self.resume_path(stage).is_file()
+            for stage in self.all_stages
+        )
+
+    def _record_run(self) -> None:
+        """Check that a resume continues the same run, then write ``run_metadata.json``.
+
+        Raises:
+            ConfigError: the logdir holds finished or interrupted stages of a run whose recorded
+                config differs from this one in a key that changes results.
+        """
+        path = self.logdir / RUN_METADATA
+        config = self.resolved_config()
+        previous = None
+        if path.is_file():
+            try:
+                previous = io.read_json(path)
+            except (OSError, ValueError) as err:
+                raise InputError(f"{path} is not readable JSON ({err}); move it away to start this run") from err
+        if previous is not None and self.autoresume == "last" and self._has_progress():
+            differences = config_differences(previous.get("config", {}), config, RESUME_IGNORED_KEYS)
+            if differences:
+                shown = ", ".join(differences[:8]) + (" ..." if len(differences) > 8 else "")
+                raise ConfigError(
+                    f"logdir {self.logdir} holds a run with another config (differs in: {shown}); "
+                    "resuming would mix results: choose another logdir, or set args.autoresume=off "
+                    "to retrain the selected folds there"
+                )
+        metadata = collect_run_metadata(config, self.seed)
+        metadata["stages"] = list(self.stages)
+        metadata["autoresume"] = self.autoresume
+        history = list(previous.get("history", [])) if previous else []
+        if previous:
+            history.append({key: previous.get(key) for key in ("started_at", "git", "stages", "command")})
+        metadata["history"] = history
+        io.write_json(path, metadata)
+
+    def _stage_state(self) -> dict[str, Any]:
+        """Everything needed to continue this stage after the current epoch."""
+        state = self.engine.pack_checkpoint(
+            model=self.model, criterion=self.criterion, optimizer=self.optimizer, scheduler=self.scheduler
+        )
+        state.update(
+            stage=self.stage_key,
+            stage_epoch_step=int(self.stage_epoch_step),
+            stage_batch_step=int(self.stage_batch_step),
+            stage_sample_step=int(self.stage_sample_step),
+            global_epoch_step=int(self.global_epoch_step),
+            global_batch_step=int(self.global_batch_step),
+            global_sample_step=int(self.global_sample_step),
+            stopped=bool(self.need_early_stop or self.stage_epoch_step >= self.stage_epoch_len),
+            epoch_metrics=_plain_state(dict(self.epoch_metrics)),
+            callbacks={str(key): self._callback_state(cb) for key, cb in self.callbacks.items()},
+            generators={key: gen.get_state() for key, gen in self._loader_generators.items()},
+        )
+        return state
+
+    @staticmethod
+    def _callback_state(callback: Any) -> dict[str, Any]:
+        state_dict = getattr(callback, "state_dict", None)
+        if callable(state_dict):
+            return {"state_dict": _plain_state(state_dict())}
+        return {attr: _plain_state(getattr(callback, attr)) for attr in _CALLBACK_STATE_ATTRS if hasattr(callback, attr)}
+
+    @staticmethod
+    def _load_callback_state(callback: Any, state: Mapping[str, Any]) -> None:
+        if "state_dict" in state and callable(getattr(callback, "load_state_dict", None)):
+            callback.load_state_dict(state["state_dict"])
+            return
+        for attr, value in state.items():
+            if attr in _CALLBACK_STATE_ATTRS and hasattr(callback, attr):
+                if attr == "top_best_metrics":
+                    value = [tuple(item) for item in value]
+                setattr(callback, attr, value)
+
+    def _restore_stage(self) -> bool:
+        """Continue the current stage from its resume state, if any (after the stage-start events).
+
+        Returns:
+            True when the saved stage had already stopped (last epoch or early stopping), so no
+            epoch is left to train.
+
+        Raises:
+            InputError: a resume state that cannot be read safely (``weights_only=True``).
+        """
+        path = self.resume_path()
+        if self.autoresume != "last" or not path.is_file():
+            return False
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:
+            raise InputError(
+                f"resume state {path} cannot be loaded safely ({type(err).__name__}: {err}); delete it to "
+                f"train {self.stage_key} from its first epoch, or set args.autoresume=off"
+            ) from err
+        if state.get("stage") != self.stage_key:
+            raise InputError(f"resume state {path} belongs to stage {state.get('stage')!r}, not {self.stage_key!r}")
+        self.engine.unpack_checkpoint(
+            state, model=self.model, criterion=self.criterion, optimizer=self.optimizer, scheduler=self.scheduler
+        )
+        for key in ("stage_epoch_step", "stage_batch_step", "stage_sample_step",
+                    "global_epoch_step", "global_batch_step", "global_sample_step"):
+            setattr(self, key, int(state[key]))
+        self.epoch_metrics = dict(state.get("epoch_metrics", {}))
+        saved = state.get("callbacks", {})
+        for key, callback in self.callbacks.items():
+            if str(key) in saved:
+                self._load_callback_state(callback, saved[str(key)])
+        for key, generator_state in state.get("generators", {}).items():
+            if key in self._loader_generators:
+                self._loader_generators[key].set_state(generator_state)
+        self._resumed_from_epoch = int(state["stage_epoch_step"])
+        if is_main_process(self.engine):
+            print(f"=== {self.stage_key}: resumed after epoch {self._resumed_from_epoch} of "
+                  f"{self.stage_epoch_len} from {path}", flush=True)
+        return bool(state.get("stopped", False))
+
+    def _run_experiment(self) -> None:
+        """Catalyst's experiment loop, skipping stages an earlier run finished (``autoresume``).
+
+        A skipped stage's global epoch/batch/sample counters are taken from its ``complete.json``
+        so that the stages after it see the same counters (hence seeds) as in an uninterrupted run.
+        """
+        self._run_event("on_experiment_start")
+        for self.stage_key in self.stages:
+            if self.autoresume == "last" and self.is_stage_complete(self.stage_key):
+                done = io.read_json(self.complete_path(self.stage_key))
+                for key in ("global_epoch_step", "global_batch_step", "global_sample_step"):
+                    if isinstance(done.get(key), int):
+                        setattr(self, key, done[key])
+                if is_main_process(self.engine):
+                    print(f"=== {self.stage_key}: complete in an earlier run, skipped "
+                          f"({self.complete_path(self.stage_key)})", flush=True)
+                continue
+            self.engine.spawn(self._run_stage)
+        self._run_event("on_experiment_end")
+
+    def _run_stage(self, rank: int = -1, world_size: int = 1) -> None:
+        """Catalyst's stage loop, starting after the last saved epoch when resuming."""
+        self._stage_rank, self._stage_world_size = rank, world_size
+        self._resumed_from_epoch = 0
+        self._run_event("on_stage_start")
+        stopped = self._restore_stage()
+        while not stopped and self.stage_epoch_step < self.stage_epoch_len:
+            self._run_epoch()
+            if self.need_early_stop:
+                self.need_early_stop = False
+                break
+        self._run_event("on_stage_end")
+
+    # ------------------------------------------------------------------ events
     def on_stage_start(self, runner: IRunner) -> None:
         """Catalyst's stage setup (DDP process group, loaders, components, callbacks), then
-        create the stage's folder and announce the stage (main process only)."""
+        create the stage's folder and announce the stage (main process only).
+
+        With ``args.autoresume=off`` an earlier run's resume state and completion marker of this
+        stage are removed first, so a kill cannot leave a stale marker beside new files.
+        """
         super().on_stage_start(runner)
         if is_main_process(self.engine):
             self.stage_dir().mkdir(parents=True, exist_ok=True)
+            if self.autoresume == "off":
+                for path in (self.complete_path(), self.resume_path()):
+                    path.unlink(missing_ok=True)
             sizes = {k: len(v) for k, v in self.stage_indices.get(self.stage_key, {}).items()}
             detail = ", ".join(f"{k} {n}" for k, n in sizes.items())
             print(f"=== {self.stage_key} ({detail}) -> {self.stage_dir()}", flush=True)
@@ -454,6 +737,30 @@ class ConfigRunner(IRunner):
             self.loader_metrics.setdefault(key, value)
         super().on_loader_end(runner)
 
+    def on_epoch_end(self, runner: IRunner) -> None:
+        """Catalyst's epoch logging, then the stage's resume state (after every epoch-end
+        callback, so checkpoint and early-stopping decisions of this epoch are in it)."""
+        super().on_epoch_end(runner)
+        if is_main_process(self.engine) and not self.is_infer_stage:
+            with io.atomic_path(self.resume_path(), suffix=".pth") as tmp:
+                torch.save(self._stage_state(), tmp)
+
+    def on_stage_end(self, runner: IRunner) -> None:
+        """Mark the stage complete (every stage-end callback has run), drop its resume state,
+        then Catalyst's stage teardown."""
+        if is_main_process(self.engine):
+            io.write_json(self.complete_path(), {
+                "stage": self.stage_key,
+                "epochs": int(self.stage_epoch_step),
+                "num_epochs": int(self.stage_epoch_len),
+                "resumed_after_epoch": int(getattr(self, "_resumed_from_epoch", 0)),
+                "global_epoch_step": int(self.global_epoch_step),
+                "global_batch_step": int(self.global_batch_step),
+                "global_sample_step": int(self.global_sample_step),
+            })
+            self.resume_path().unlink(missing_ok=True)
+        super().on_stage_end(runner)
+
     def on_experiment_end(self, runner: IRunner) -> None:
         """Experiment-scoped callbacks (e.g. result aggregation), then Catalyst's log closing."""
         for callback in self.experiment_callbacks.values():
@@ -467,4 +774,11 @@ class ConfigRunner(IRunner):
         return state
 
 
-__all__ = ["ConfigRunner", "fold_stage_name", "is_main_process"]
+__all__ = [
+    "RESUME_IGNORED_KEYS",
+    "ConfigRunner",
+    "check_writable_dir",
+    "fold_stage_name",
+    "is_main_process",
+    "resume_mode",
+]
