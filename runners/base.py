@@ -244,6 +244,7 @@ class ConfigRunner(IRunner):
         self._loader_generators: dict[str, torch.Generator] = {}
         self.autoresume: str = resume_mode(cfg)  # "last" | "off"
         check_writable_dir(self.logdir)
+        self.check_resumable()
 
     # ------------------------------------------------------------------ config
     @classmethod
@@ -519,14 +520,14 @@ class ConfigRunner(IRunner):
 
     # ------------------------------------------------------------------ events
     def on_experiment_start(self, runner: IRunner) -> None:
-        """Engine and loggers (Catalyst); the run record (main process); then the
-        experiment-scoped callbacks (e.g. the split)."""
+        """Engine and loggers (Catalyst), the experiment-scoped callbacks (e.g. the split), then
+        the run record ``run_metadata.json`` (main process)."""
         super().on_experiment_start(runner)
-        if is_main_process(self.engine):
-            self._record_run()
         self._split_callbacks()
         for callback in self.experiment_callbacks.values():
             callback.on_experiment_start(self)
+        if is_main_process(self.engine):  # after the data and the split were accepted
+            self._record_run()
 
     # ------------------------------------------------------------------ run record and resume
     def resolved_config(self) -> dict[str, Any]:
@@ -542,31 +543,44 @@ class ConfigRunner(IRunner):
             for stage in self.all_stages
         )
 
-    def _record_run(self) -> None:
-        """Check that a resume continues the same run, then write ``run_metadata.json``.
+    def _previous_record(self) -> dict[str, Any] | None:
+        path = self.logdir / RUN_METADATA
+        if not path.is_file():
+            return None
+        try:
+            return io.read_json(path)
+        except (OSError, ValueError) as err:
+            raise InputError(f"{path} is not readable JSON ({err}); move it away to start this run") from err
+
+    def check_resumable(self) -> None:
+        """Refuse to continue a run in ``logdir`` that was made with another config.
+
+        Called on construction, before ``catalyst-dl`` dumps anything into the log directory.
 
         Raises:
             ConfigError: the logdir holds finished or interrupted stages of a run whose recorded
-                config differs from this one in a key that changes results.
+                config differs from this one in a key that changes results (see
+                ``RESUME_IGNORED_KEYS`` for the keys that may differ).
         """
+        if self.autoresume != "last" or not self._has_progress():
+            return
+        previous = self._previous_record()
+        if previous is None:
+            return
+        differences = config_differences(previous.get("config", {}), self.resolved_config(), RESUME_IGNORED_KEYS)
+        if differences:
+            shown = ", ".join(differences[:8]) + (" ..." if len(differences) > 8 else "")
+            raise ConfigError(
+                f"logdir {self.logdir} holds a run with another config (differs in: {shown}); "
+                "resuming would mix results: choose another logdir, or set args.autoresume=off "
+                "to retrain the selected folds there"
+            )
+
+    def _record_run(self) -> None:
+        """Write ``run_metadata.json`` (earlier records of this logdir kept under ``history``)."""
         path = self.logdir / RUN_METADATA
-        config = self.resolved_config()
-        previous = None
-        if path.is_file():
-            try:
-                previous = io.read_json(path)
-            except (OSError, ValueError) as err:
-                raise InputError(f"{path} is not readable JSON ({err}); move it away to start this run") from err
-        if previous is not None and self.autoresume == "last" and self._has_progress():
-            differences = config_differences(previous.get("config", {}), config, RESUME_IGNORED_KEYS)
-            if differences:
-                shown = ", ".join(differences[:8]) + (" ..." if len(differences) > 8 else "")
-                raise ConfigError(
-                    f"logdir {self.logdir} holds a run with another config (differs in: {shown}); "
-                    "resuming would mix results: choose another logdir, or set args.autoresume=off "
-                    "to retrain the selected folds there"
-                )
-        metadata = collect_run_metadata(config, self.seed)
+        previous = self._previous_record()
+        metadata = collect_run_metadata(self.resolved_config(), self.seed)
         metadata["stages"] = list(self.stages)
         metadata["autoresume"] = self.autoresume
         history = list(previous.get("history", [])) if previous else []

@@ -212,8 +212,14 @@ def load_ccl_manifest(
     manifest = Path(manifest)
     if not manifest.is_file():
         raise InputError(f"manifest {manifest} not found")
-    frame = pd.read_csv(manifest, dtype={"subject_id": str})
     where = f"manifest {manifest}"
+    if manifest.stat().st_size == 0:
+        raise InputError(f"{where} is empty (0 bytes); expected a CSV with columns subject_id, score|label, fc_path[, snp_path]")
+    try:
+        frame = pd.read_csv(manifest, dtype={"subject_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"{where} is not a readable CSV ({err}); expected columns subject_id, score|label, "
+                         "fc_path[, snp_path]") from err
     for col in ("subject_id", "fc_path"):
         if col not in frame.columns:
             raise InputError(f"{where}: missing column {col!r} (columns: {list(frame.columns)})")
@@ -254,6 +260,16 @@ def load_ccl_manifest(
 
     sel_ids = [ids[k] for k in keep]
     fc_paths = [_abs(frame["fc_path"].iloc[k]) for k in keep]
+    missing = [(sid, p) for sid, p in zip(sel_ids, fc_paths) if not p.is_file()]
+    relative = [(k + 2, str(frame["fc_path"].iloc[k]), fc_paths[i]) for i, k in enumerate(keep)
+                if not Path(str(frame["fc_path"].iloc[k])).is_absolute()]
+    if missing and relative and len(missing) == len(fc_paths) == len(relative):
+        from fusion.data.manifest import relative_paths_message
+
+        raise InputError(relative_paths_message(manifest, relative))
+    if missing:
+        shown = ", ".join(f"{sid!r} ({p})" for sid, p in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        raise InputError(f"{where}: {len(missing)} FC file(s) not found, for subject(s) {shown}")
 
     # Genotypes.
     if genotypes is None and "snp_path" in frame.columns:

@@ -50,6 +50,16 @@ class Genotypes:
         return self.values[[position[sid] for sid in subject_ids]]
 
 
+def check_unique_ids(subject_ids: list[str], source: str) -> None:
+    """Raise InputError naming a subject that appears more than once in a genotype file."""
+    seen: set[str] = set()
+    for sid in subject_ids:
+        if sid in seen:
+            raise InputError(f"{source}: subject {sid!r} appears {subject_ids.count(sid)} times; expected one "
+                             "row per subject (which one holds the right genotypes?)")
+        seen.add(sid)
+
+
 def validate_codes(values: np.ndarray, subject_ids: list[str], snp_ids: list[str], source: str) -> None:
     """Raise InputError naming the first subject/SNP whose code is not 0, 1, 2 or missing."""
     finite = np.isfinite(values)
@@ -87,6 +97,7 @@ def read_plink(path: PathLike) -> Genotypes:
         raise
     except Exception as err:  # bed-reader raises plain exceptions on malformed files
         raise InputError(f"cannot read PLINK genotype set {bed}: {err}") from err
+    check_unique_ids(subject_ids, str(bed))
     validate_codes(values, subject_ids, snp_ids, str(bed))
     return Genotypes(values, subject_ids, snp_ids, str(bed), chromosome, bp)
 
@@ -98,7 +109,11 @@ def read_genotype_csv(path: PathLike, id_column: str = "subject_id") -> Genotype
     path = Path(path)
     if not path.is_file():
         raise InputError(f"genotype CSV {path} not found")
-    frame = pd.read_csv(path, dtype={id_column: str})
+    try:
+        frame = pd.read_csv(path, dtype={id_column: str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"genotype CSV {path} is not a readable CSV ({err}); expected a {id_column!r} column and "
+                         "one column of 0/1/2 per SNP") from err
     if id_column not in frame.columns:
         raise InputError(f"genotype CSV {path}: no {id_column!r} column (columns: {list(frame.columns)[:5]} ...)")
     snp_ids = [str(c) for c in frame.columns if c != id_column]
@@ -115,6 +130,7 @@ def read_genotype_csv(path: PathLike, id_column: str = "subject_id") -> Genotype
             f"{path}: subject {subject_ids[i]!r}, SNP {snp_ids[j]!r} has genotype code {raw.iat[i, j]!r}; "
             f"expected 0, 1, 2 or missing"
         )
+    check_unique_ids(subject_ids, f"genotype CSV {path}")
     validate_codes(values, subject_ids, snp_ids, str(path))
     return Genotypes(values, subject_ids, snp_ids, str(path))
 

@@ -86,6 +86,19 @@ def parse_label(value: str) -> int | None:
     return LABELS.get(str(value).strip().lower())
 
 
+def relative_paths_message(manifest: Path, relative: list[tuple[int, str, Path]]) -> str:
+    """The error for a manifest none of whose relative paths exist beside it (moved or copied alone)."""
+    line, value, resolved = relative[0]
+    cwd = Path.cwd()
+    found = sum((cwd / v).expanduser().exists() for _, v, _ in relative)
+    hint = (f"; {found} of them exist relative to the current directory {cwd}, which is not where "
+            "relative paths are looked up" if found else "")
+    return (f"manifest {manifest}: none of its {len(relative)} relative file path(s) exists relative to the "
+            f"manifest's folder {manifest.parent.resolve()} (line {line}: {value!r} -> {resolved}){hint}; "
+            "relative paths are resolved against the manifest's folder: keep the manifest beside its files "
+            "or write absolute paths")
+
+
 def _resolve(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
@@ -105,6 +118,9 @@ def read_manifest(path: str | Path, check_files: bool = True) -> VAEManifest:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"manifest {path} does not exist or is not a file; expected a CSV with columns {', '.join(REQUIRED_COLUMNS)}")
+    if path.stat().st_size == 0:
+        raise InputError(f"manifest {path} is empty (0 bytes); expected a CSV with columns {', '.join(REQUIRED_COLUMNS)} "
+                         "and one row per subject")
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
@@ -125,6 +141,8 @@ def read_manifest(path: str | Path, check_files: bool = True) -> VAEManifest:
     problems: list[str] = []
     seen: dict[str, int] = {}
     entries: list[ManifestEntry] = []
+    relative: list[tuple[int, str, Path]] = []  # (line, value, resolved) of relative paths
+    missing_relative = 0
     for row_number, row in enumerate(frame.to_dict("records")):
         line = row_number + 2
         subject_id = str(row["subject_id"]).strip()
@@ -159,8 +177,12 @@ def read_manifest(path: str | Path, check_files: bool = True) -> VAEManifest:
                 bad = True
                 continue
             resolved = _resolve(value, base)
+            is_relative = not Path(value).expanduser().is_absolute()
+            if is_relative:
+                relative.append((line, value, resolved))
             if check_files and not resolved.is_file():
                 problems.append(f"{where}: {column} file {resolved} does not exist")
+                missing_relative += is_relative
                 bad = True
             files[column] = resolved
         if not bad:
@@ -169,5 +191,7 @@ def read_manifest(path: str | Path, check_files: bool = True) -> VAEManifest:
                 smri_path=files["smri_path"], line=line,
                 covariates={c: str(row[c]) for c in covariate_columns},
             ))
+    if check_files and relative and missing_relative == len(relative):
+        raise InputError(relative_paths_message(path, relative))
     raise_collected(problems, f"manifest {path}")
     return VAEManifest(path=path.resolve(), entries=tuple(entries), covariate_columns=covariate_columns)

@@ -81,8 +81,22 @@ def _load(path: Path, what: str, entry: ManifestEntry):
         raise InputError(f"subject {entry.subject_id!r}: {what} file {path} is not a readable NIfTI ({type(err).__name__}: {err})") from err
 
 
+def _header_problems(image, path: Path, what: str, where: str) -> list[str]:
+    """A stored data type that is not a real number, or an affine that is not invertible."""
+    problems = []
+    dtype = np.dtype(image.get_data_dtype())
+    if dtype.fields is not None or dtype.kind not in "iuf":
+        problems.append(f"{where}: {what} file {path} stores {dtype} values; expected real numbers (integer or float)")
+    affine = np.asarray(image.affine, dtype=float)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
+        problems.append(f"{where}: {what} file {path} has a singular or non-finite affine "
+                        f"{np.round(affine[:3], 3).tolist()}; expected an invertible voxel-to-world matrix (check its sform/qform)")
+    return problems
+
+
 def _check_headers(manifest: VAEManifest, n_icn: int) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Check every header (cheap): ICN 4D with ``n_icn`` components on one grid, sMRI 3D.
+    """Check every header (cheap): ICN 4D with ``n_icn`` components on one grid, sMRI 3D, both
+    with real-valued data and an invertible affine.
 
     Returns:
         The ICN grid: spatial shape and affine.
@@ -97,6 +111,10 @@ def _check_headers(manifest: VAEManifest, n_icn: int) -> tuple[tuple[int, int, i
             problems.append(str(err))
         else:
             shape = tuple(int(s) for s in icn.shape)
+            header = _header_problems(icn, entry.icn_path, "ICN", where)
+            problems += header
+            if header:
+                continue  # its grid cannot be compared; the sMRI of a rejected subject is not read
             if len(shape) != 4:
                 problems.append(f"{where}: ICN file {entry.icn_path} has shape {shape}; expected 4D (X, Y, Z, {n_icn})")
             elif shape[3] != n_icn:
@@ -117,6 +135,7 @@ def _check_headers(manifest: VAEManifest, n_icn: int) -> tuple[tuple[int, int, i
             problems.append(str(err))
         else:
             shape = tuple(int(s) for s in smri.shape)
+            problems += _header_problems(smri, entry.smri_path, "sMRI", where)
             if not (len(shape) == 3 or (len(shape) > 3 and all(s == 1 for s in shape[3:]))):
                 problems.append(f"{where}: sMRI file {entry.smri_path} has shape {shape}; expected a 3D volume")
     raise_collected(problems, f"manifest {manifest.path}")
@@ -176,6 +195,14 @@ def _read_subject(
 def _check_out_dir(out_dir: Path, manifest: VAEManifest) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"output {out_dir} exists and is not a folder; expected a new folder or an earlier prepared one")
+    probe = out_dir.parent
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise InputError(f"output folder {out_dir} cannot be created: {probe} is a file; choose another output folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"output folder {out_dir} cannot be written: no write permission in {probe}; "
+                         "choose another output folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "meta.json").is_file():
         raise InputError(f"output folder {out_dir} is not empty and is not a prepared folder (no meta.json); "
                          "refusing to replace it: choose a new folder")
