@@ -68,7 +68,7 @@ def validate_codes(values: np.ndarray, subject_ids: list[str], snp_ids: list[str
     if bad.any():
         i, j = np.argwhere(bad)[0]
         raise InputError(
-            f"{source}: subject {subject_ids[i]!r}, SNP {snp_ids[j]!r} has genotype code {values[i, j]!r}; "
+            f"{source}: subject {subject_ids[i]!r}, SNP {snp_ids[j]!r} has genotype code {float(values[i, j]):g}; "
             f"expected 0, 1, 2 or missing ({int(bad.sum())} bad value(s) in total)"
         )
 
