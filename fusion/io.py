@@ -16,6 +16,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from fusion.errors import InputError
+
 PathLike = str | os.PathLike
 
 
@@ -89,9 +91,54 @@ def save_npz(path: PathLike, **arrays: np.ndarray) -> Path:
 
 
 def load_npz(path: PathLike) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` into memory; pickled (object) arrays are refused."""
-    with np.load(path, allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    """Read every array of an ``.npz`` into memory; pickled (object) arrays are refused.
+
+    Raises:
+        InputError: an unreadable file, or one holding pickled Python objects (never unpickled).
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except ValueError as err:  # numpy's refusal of object arrays, or not an npz at all
+        raise InputError(f"{path} cannot be read safely: {err}; expected numeric arrays written by fusion") from err
+
+
+def load_npy(path: PathLike, mmap_mode: str | None = None) -> np.ndarray:
+    """Read one ``.npy`` array; object arrays (pickled Python objects) are refused, never unpickled.
+
+    Raises:
+        InputError: naming the file.
+    """
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise InputError(f"{path} cannot be read safely: {err}; expected a numeric .npy array") from err
+
+
+def load_checkpoint(path: PathLike, map_location: str = "cpu") -> dict[str, Any]:
+    """Load a torch checkpoint with ``weights_only=True``: tensors and plain containers only.
+
+    A file holding other pickled Python objects (an object whose unpickling would run code) is
+    refused before anything in it executes.
+
+    Raises:
+        InputError: naming the file and why it was refused.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(
+            f"checkpoint {path} holds pickled Python objects that safe loading (weights_only=True) refuses "
+            f"({first}); it was not written by fusion, or it was altered: do not load it"
+        ) from err
+    except (OSError, RuntimeError, EOFError) as err:
+        raise InputError(f"checkpoint {path} cannot be read ({type(err).__name__}: {err}); "
+                         "expected a torch checkpoint written by fusion (truncated file?)") from err
 
 
 def save_npy(path: PathLike, array: np.ndarray) -> Path:

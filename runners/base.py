@@ -641,11 +641,11 @@ class ConfigRunner(IRunner):
         if self.autoresume != "last" or not path.is_file():
             return False
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:
+            state = io.load_checkpoint(path)
+        except InputError as err:
             raise InputError(
-                f"resume state {path} cannot be loaded safely ({type(err).__name__}: {err}); delete it to "
-                f"train {self.stage_key} from its first epoch, or set args.autoresume=off"
+                f"resume state of {self.stage_key}: {err}. Delete {path} to train {self.stage_key} from "
+                "its first epoch, or set args.autoresume=off"
             ) from err
         if state.get("stage") != self.stage_key:
             raise InputError(f"resume state {path} belongs to stage {state.get('stage')!r}, not {self.stage_key!r}")

@@ -56,7 +56,12 @@ def read_fc(path: PathLike, subject: str = "?", n_rois: int = 264, symmetry_tol:
         elif suffix == ".mat":
             from scipy.io import loadmat
 
-            content = {k: v for k, v in loadmat(path).items() if not k.startswith("__")}
+            try:  # MATLAB formats only: loadmat never unpickles
+                loaded = loadmat(path)
+            except Exception as err:  # scipy raises MatReadError, IndexError, ... on a bad file
+                raise InputError(f"{where}: cannot read ({type(err).__name__}: {err or 'bad header'}); "
+                                 "expected a MATLAB .mat file (truncated or not a .mat?)") from err
+            content = {k: v for k, v in loaded.items() if not k.startswith("__")}
             if mat_key is not None:
                 if mat_key not in content:
                     raise InputError(f"{where}: no variable {mat_key!r} (variables: {sorted(content)})")
