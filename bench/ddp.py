@@ -1,8 +1,9 @@
 """gloo DDP with 2 processes / 1 process: training samples per second on the same small job.
 
 Each side is a child process (``python -m bench.ddp --engine cpu|ddp_cpu ...``) running the
-:class:`bench.timed_runner.TimedVAERunner` through Catalyst's engine from ``conf/engine``. Both sides
-use the same number of intra-op threads per process (``threads``), so DDP has twice the cores.
+:class:`bench.timed_runner.TimedVAERunner` through Catalyst's engine from ``conf/engine``. The headline
+ratio gives the single process the same intra-op threads as each DDP rank (``threads``), so DDP has
+twice the cores; a second single-process run with ``2 * threads`` threads compares at equal cores.
 """
 
 from __future__ import annotations
@@ -44,23 +45,47 @@ def run_job(logdir: Path, prepared: Path, engine: str, epochs: int, batch_size: 
 
 
 def ddp2_vs_1(workdir: Path, prepared: Path, sizes: Sizes, threads: int = 1, log=print) -> dict[str, Any]:
-    """Samples/s of a 2-process gloo DDP run / a 1-process run, ``sizes.ddp_pairs`` interleaved pairs
-    of child processes (median over pairs)."""
+    """Samples/s of a 2-process gloo DDP run / a 1-process run, ``sizes.ddp_pairs`` interleaved rounds
+    of child processes (median over rounds).
+
+    Two denominators, measured in the same rounds:
+
+    - the headline ratio (target >= 1): 1 process with ``threads`` threads, the same as each DDP
+      rank, so DDP has twice the cores: the data-parallel speed-up;
+    - ``details.same_threads``: 1 process with ``2 * threads`` threads, the same cores in total:
+      whether two ranks use the cores better than intra-op threads do.
+
+    On a machine with 2 cores shared by other work, two ranks do not get two free cores, and every
+    step waits for the slower rank (gradient all-reduce): both ratios fall below 1 there. The load
+    average is recorded before and after.
+    """
     from bench.timed_runner import samples_per_second
 
-    ddp_rates, one_rates = [], []
+    sides = {"ddp_cpu": (("ddp_cpu", threads), []), "cpu": (("cpu", threads), []),
+             "cpu_2t": (("cpu", 2 * threads), [])}
+    load_before = list(os.getloadavg())
     for rep in range(sizes.ddp_pairs):
-        for engine in (("ddp_cpu", "cpu") if rep % 2 == 0 else ("cpu", "ddp_cpu")):
-            timings = run_job(workdir / f"ddp_{rep}_{engine}", prepared, engine, sizes.ddp_epochs, sizes.batch_size,
-                              threads=threads)
-            (ddp_rates if engine == "ddp_cpu" else one_rates).append(samples_per_second(timings))
+        order = ("ddp_cpu", "cpu", "cpu_2t") if rep % 2 == 0 else ("cpu_2t", "cpu", "ddp_cpu")
+        for side in order:
+            (engine, n_threads), rates = sides[side]
+            timings = run_job(workdir / f"ddp_{rep}_{side}", prepared, engine, sizes.ddp_epochs, sizes.batch_size,
+                              threads=n_threads)
+            rates.append(samples_per_second(timings))
+    load_after = list(os.getloadavg())
     target = ">= 1"
-    a, b = median(ddp_rates), median(one_rates)
-    log(f"  ddp2_vs_1: 2 processes {a:.2f} subj/s, 1 process {b:.2f} subj/s")
-    return record(a, b, numerator_label="DDP x2 (gloo) subj/s", denominator_label="1 process subj/s",
-                  target=target, met=check_target(a / b, target),
-                  note=f"same per-process batch and {threads} thread(s) per process; first epoch is warm-up",
-                  ddp_runs=ddp_rates, single_runs=one_rates, epochs=sizes.ddp_epochs)
+    ddp, one, one_2t = (median(sides[k][1]) for k in ("ddp_cpu", "cpu", "cpu_2t"))
+    log(f"  ddp2_vs_1: 2 processes x {threads} thread(s) {ddp:.2f} subj/s, 1 process x {threads} {one:.2f} subj/s, "
+        f"1 process x {2 * threads} {one_2t:.2f} subj/s (load {load_before[0]:.1f} -> {load_after[0]:.1f}, "
+        f"{os.cpu_count()} cpus)")
+    return record(ddp, one, numerator_label=f"DDP 2x{threads} thr (gloo) subj/s",
+                  denominator_label=f"1 proc x {threads} thr subj/s",
+                  target=target, met=check_target(ddp / one, target),
+                  note=(f"same per-process batch and {threads} thread(s) per process; first epoch is warm-up; "
+                        f"{os.cpu_count()} cpus, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after"),
+                  ddp_runs=sides["ddp_cpu"][1], single_runs=sides["cpu"][1], epochs=sizes.ddp_epochs,
+                  same_threads={"numerator": ddp, "denominator": one_2t, "ratio": ddp / one_2t,
+                                "threads": 2 * threads, "single_runs": sides["cpu_2t"][1]},
+                  load_average_before=load_before, load_average_after=load_after, cpus=os.cpu_count() or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

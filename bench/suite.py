@@ -104,6 +104,11 @@ def format_table(results: dict[str, Any]) -> str:
             red = entry["details"]["reduced"]
             rows.append(("mfu (reduced)", f"{_fmt(red['numerator'])} reduced step FLOP/s",
                          f"{_fmt(red['denominator'])} fp32 matmul FLOP/s", f"{red['ratio']:.3f}", "-", "report"))
+        if key == "ddp2_vs_1" and "same_threads" in entry["details"]:
+            same = entry["details"]["same_threads"]
+            rows.append(("ddp2_vs_1 (same threads)", f"{_fmt(same['numerator'])} {entry['numerator_label']}",
+                         f"{_fmt(same['denominator'])} 1 proc x {same['threads']} thr subj/s",
+                         f"{same['ratio']:.3f}", "-", "report"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
