@@ -1,4 +1,5 @@
-"""Catalyst engines with a choice of autocast dtype (bfloat16 or float16).
+"""Catalyst engines: a choice of autocast dtype (bfloat16 or float16), and DDP set up from the
+environment of a multi-node job.
 
 Catalyst 21.12's ``AMPEngine`` always autocasts CUDA code to float16 with a gradient scaler. These
 engines take the dtype from the config (``engine.dtype``), autocast on whatever device they run
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from catalyst.engines import DeviceEngine, DistributedDataParallelEngine
 
+from fusion.distributed import node_layout
 from fusion.precision import autocast, autocast_dtype, device_type, needs_grad_scaler
 
 
@@ -111,4 +113,35 @@ class DistributedDataParallelAutocastEngine(_AutocastMixin, DistributedDataParal
         return f"{super().__repr__()[:-1]}, dtype={self.amp_dtype})"
 
 
-__all__ = ["AutocastEngine", "DistributedDataParallelAutocastEngine"]
+def ddp_engine_from_environment(
+    backend: str = "nccl",
+    num_node_workers: int | None = None,
+    dtype: str | None = None,
+    scaler_kwargs: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> DistributedDataParallelEngine:
+    """Catalyst's DDP engine for this node of a (multi-node) job, laid out from the environment.
+
+    Address, port, node count and node rank come from ``MASTER_ADDR`` / ``MASTER_PORT`` /
+    ``NNODES`` / ``NODE_RANK`` or from SLURM (see :func:`fusion.distributed.node_layout`); run one
+    launcher per node (SLURM ``--ntasks-per-node=1``): the engine spawns the node's processes.
+
+    Args:
+        backend: ``torch.distributed`` backend (``nccl`` for GPUs, ``gloo`` for CPUs).
+        num_node_workers: processes on this node; None: ``LOCAL_WORLD_SIZE``, ``SLURM_GPUS_ON_NODE``,
+            else every visible GPU (1 without a GPU).
+        dtype: None for float32, or ``"bfloat16"`` / ``"float16"`` for mixed precision.
+        scaler_kwargs: ``torch.amp.GradScaler`` arguments (float16 only).
+        **kwargs: further ``DistributedDataParallelEngine`` arguments (``sync_bn``, ``ddp_kwargs``).
+    """
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    layout = node_layout(num_node_workers, default_workers=max(gpus, 1))
+    settings = dict(address=layout.address, port=layout.port, world_size=layout.world_size,
+                    workers_dist_rank=layout.first_rank, num_node_workers=layout.workers_per_node,
+                    process_group_kwargs={"backend": backend}, **kwargs)
+    if dtype is None:
+        return DistributedDataParallelEngine(**settings)
+    return DistributedDataParallelAutocastEngine(dtype=dtype, scaler_kwargs=scaler_kwargs, **settings)
+
+
+__all__ = ["AutocastEngine", "DistributedDataParallelAutocastEngine", "ddp_engine_from_environment"]

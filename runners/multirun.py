@@ -7,10 +7,10 @@ together may each miss the other's fold. Once every job has returned, this callb
 experiment-end callbacks again, once, in the launching process, over every fold: ``results.json``
 and the report come out as a single run over the same folds writes them.
 
-Enabled by the launcher configs in ``conf/hydra/launcher/`` (``hydra.callbacks.fold_results``); a
-multirun whose ``logdir`` differs per job (a sweep over latent sizes) has each job's own summary
-already, and the callback only touches the folder the sweep-level config names when it holds
-fold results.
+Enabled by the launcher configs in ``conf/hydra/launcher/`` (``hydra.callbacks.fold_results``). It
+acts only on a multirun that sweeps ``folds.only`` (on the command line or in
+``hydra.sweeper.params``): a sweep over latent sizes or seeds writes one folder per job, each with
+its own complete summary.
 """
 
 from __future__ import annotations
@@ -27,6 +27,16 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 LOGGER = logging.getLogger(__name__)
 
 
+def sweeps_folds(config: DictConfig) -> bool:
+    """Whether the multirun of ``config`` sweeps ``folds.only`` (jobs sharing one ``logdir``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
+    swept = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides) if o.is_sweep_override()}
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+    return "folds.only" in swept or "folds.only" in params
+
+
 class FoldResultsCallback(Callback):
     """After all jobs of a multirun: the experiment-end callbacks of ``logdir`` over every fold.
 
@@ -39,7 +49,7 @@ class FoldResultsCallback(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Rebuild the runner from the sweep's config and end its experiment once."""
-        if not self.enabled:
+        if not self.enabled or not sweeps_folds(config):
             return
         with warnings.catch_warnings():  # the module's @hydra.main() warns on import
             warnings.simplefilter("ignore")
@@ -60,4 +70,4 @@ class FoldResultsCallback(Callback):
             callback.on_experiment_end(runner)
 
 
-__all__ = ["FoldResultsCallback"]
+__all__ = ["FoldResultsCallback", "sweeps_folds"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALYST_DL = Path(sys.executable).parent / "catalyst-dl"
@@ -129,6 +130,11 @@ def test_fold_results_callback_completes_a_partial_summary(tmp_path):
         cfg = compose("vae", overrides=[f"logdir={logdir}", "folds.n_splits=2", "callbacks.analysis=null",
                                         "hydra/launcher=local"], return_hydra_config=True)
     assert cfg.hydra.callbacks.fold_results._target_ == "runners.multirun.FoldResultsCallback"
+    # a multirun that does not sweep folds.only (one folder per job) is left alone
+    FoldResultsCallback().on_multirun_end(cfg)
+    assert json.loads((logdir / "results.json").read_text()) == stale
+    with open_dict(cfg):
+        cfg.hydra.overrides.task.append("folds.only=0,1")  # what `--multirun folds.only=0,1` records
     FoldResultsCallback(enabled=False).on_multirun_end(cfg)
     assert json.loads((logdir / "results.json").read_text()) == stale
     FoldResultsCallback().on_multirun_end(cfg)
@@ -136,8 +142,10 @@ def test_fold_results_callback_completes_a_partial_summary(tmp_path):
     assert results["auc"] == [0.6, 0.9] and results["complete"] is True and results["n_splits"] == 2
     assert results["auc_mean"] == pytest.approx(0.75) and results["seed"] == 42
 
-    # a sweep-level logdir without fold results (e.g. one folder per latent size) is left alone
+    # a logdir without fold results is left alone
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         other = compose("vae", overrides=[f"logdir={tmp_path / 'none'}"], return_hydra_config=True)
+    with open_dict(other):
+        other.hydra.overrides.task.append("folds.only=0,1")
     FoldResultsCallback().on_multirun_end(other)
     assert not (tmp_path / "none").exists()
