@@ -63,3 +63,18 @@ class PauseAtBatch(Callback):
                 and not self.marker.exists()):
             self.marker.write_text(f"{runner.stage_key} epoch {runner.stage_epoch_step} batch {runner.loader_batch_step}\n")
             time.sleep(self.seconds)
+
+
+class FailOnceAtStageEnd(Callback):
+    """Raise at the end of ``stage`` (before the latent and SVM callbacks) unless ``marker`` exists;
+    writes ``marker`` first, so the same config succeeds when run again."""
+
+    def __init__(self, stage: str, marker: str):
+        super().__init__(order=CallbackOrder.external + 1)
+        self.stage = stage
+        self.marker = Path(marker)
+
+    def on_stage_end(self, runner: Any) -> None:
+        if runner.stage_key == self.stage and not self.marker.exists():
+            self.marker.write_text(f"{runner.stage_key} failed at stage end\n")
+            raise RuntimeError(f"injected failure at the end of {runner.stage_key}")

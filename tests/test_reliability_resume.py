@@ -18,6 +18,7 @@ import torch
 
 from fusion.data.testing import cached_prepared, folder_digest
 from reliability_helpers import TINY_VAE, run_config
+from runners.base import RUN_METADATA
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALYST_DL = Path(sys.executable).parent / "catalyst-dl"
@@ -55,11 +56,32 @@ def _fold(logdir: Path, k: int) -> tuple[dict, np.ndarray]:
         return result, latents["mu"].copy()
 
 
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An uninterrupted run (in this process) to compare the interrupted ones with."""
+    logdir = tmp_path_factory.mktemp("reference") / "run"
+    run_config("vae", _overrides(logdir, cached_prepared(24, True)))
+    return logdir
+
+
+def _same_as(logdir: Path, reference: Path) -> float:
+    """Assert every fold matches the reference run; return the |difference| of auc_mean."""
+    for k in range(N_SPLITS):
+        got, mu = _fold(logdir, k)
+        want, mu_ref = _fold(reference, k)
+        np.testing.assert_array_equal(mu, mu_ref)
+        assert got["scores"] == pytest.approx(want["scores"], abs=1e-9)
+        assert got["auc"] == pytest.approx(want["auc"], abs=1e-9)
+    summary = json.loads((logdir / "results.json").read_text())
+    expected = json.loads((reference / "results.json").read_text())
+    assert summary["complete"] is True and summary["n_folds"] == N_SPLITS
+    return abs(summary["auc_mean"] - expected["auc_mean"])
+
+
 @pytest.mark.slow
-def test_sigkill_mid_training_resumes_like_an_uninterrupted_run(tmp_path: Path) -> None:
+def test_sigkill_mid_training_resumes_like_an_uninterrupted_run(tmp_path: Path, reference: Path) -> None:
     prepared = cached_prepared(24, True)
-    reference, logdir, marker = tmp_path / "reference", tmp_path / "interrupted", tmp_path / "paused"
-    run_config("vae", _overrides(reference, prepared))  # uninterrupted, in this process
+    logdir, marker = tmp_path / "interrupted", tmp_path / "paused"
 
     pause = [
         "+callbacks.pause._target_=reliability_helpers.PauseAtBatch",
@@ -102,20 +124,45 @@ def test_sigkill_mid_training_resumes_like_an_uninterrupted_run(tmp_path: Path) 
     assert not (logdir / KILL_STAGE / "resume.pth").exists()
 
     # Same numbers as the uninterrupted run.
-    for k in range(N_SPLITS):
-        got, mu = _fold(logdir, k)
-        want, mu_ref = _fold(reference, k)
-        np.testing.assert_array_equal(mu, mu_ref)
-        assert got["scores"] == pytest.approx(want["scores"], abs=1e-9)
-        assert got["auc"] == pytest.approx(want["auc"], abs=1e-9)
-    for name in ("train", "valid"):
-        ref_rows = (reference / KILL_STAGE / "logs" / f"{name}.csv").read_text().splitlines()
-        assert len(ref_rows) == N_EPOCHS + 1
-    summary = json.loads((logdir / "results.json").read_text())
-    expected = json.loads((reference / "results.json").read_text())
-    assert summary["complete"] is True and summary["n_folds"] == N_SPLITS
-    auc_difference = abs(summary["auc_mean"] - expected["auc_mean"])
+    auc_difference = _same_as(logdir, reference)
     assert auc_difference <= 1e-9
+    summary = json.loads((logdir / "results.json").read_text())
     epochs_redone = KILL_EPOCH - done["resumed_after_epoch"]
     print(f"resume: killed in {KILL_STAGE} epoch {KILL_EPOCH} (batch {KILL_BATCH}), epochs redone {epochs_redone}, "
-          f"auc_mean {summary['auc_mean']:.6f} vs {expected['auc_mean']:.6f} (difference {auc_difference:.2e})")
+          f"auc_mean {summary['auc_mean']:.6f}, difference to the uninterrupted run {auc_difference:.2e}")
+
+
+@pytest.mark.slow
+def test_failure_at_stage_end_resumes_without_training_then_skips_then_retrains_when_asked(
+        tmp_path: Path, reference: Path, capsys: pytest.CaptureFixture) -> None:
+    prepared = cached_prepared(24, True)
+    logdir = tmp_path / "run"
+    fail = ["+callbacks.fail._target_=reliability_helpers.FailOnceAtStageEnd", f"+callbacks.fail.stage={KILL_STAGE}",
+            f"+callbacks.fail.marker={tmp_path / 'failed'}"]
+    overrides = [*_overrides(logdir, prepared), *fail]
+    with pytest.raises(RuntimeError, match="injected failure"):
+        run_config("vae", overrides)
+    state = torch.load(logdir / KILL_STAGE / "resume.pth", map_location="cpu", weights_only=True)
+    assert state["stage_epoch_step"] == N_EPOCHS and state["stopped"] is True
+    assert not (logdir / KILL_STAGE / "complete.json").exists() and not (logdir / "results.json").exists()
+    capsys.readouterr()
+
+    run_config("vae", overrides)  # resumes: fold 1 trains no epoch, only its stage end runs
+    out = capsys.readouterr().out
+    assert "fold_00: complete in an earlier run, skipped" in out
+    assert f"{KILL_STAGE}: resumed after epoch {N_EPOCHS} of {N_EPOCHS}" in out
+    assert f"{KILL_STAGE}: test AUC" in out and "fold_02: test AUC" in out
+    assert _same_as(logdir, reference) <= 1e-9
+
+    digest = folder_digest(logdir / "fold_00")
+    run_config("vae", overrides)  # everything complete: nothing retrained, the summary rewritten
+    out = capsys.readouterr().out
+    assert out.count("complete in an earlier run, skipped") == N_SPLITS and "test AUC" not in out
+    assert folder_digest(logdir / "fold_00") == digest
+
+    run_config("vae", [*overrides, "+args.autoresume=off"])  # retrain on request, same numbers
+    out = capsys.readouterr().out
+    assert "skipped" not in out and out.count("test AUC") == N_SPLITS
+    assert _same_as(logdir, reference) <= 1e-9
+    history = json.loads((logdir / RUN_METADATA).read_text())["history"]
+    assert len(history) == 3 and json.loads((logdir / RUN_METADATA).read_text())["autoresume"] == "off"
