@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import importlib.util
+import math
 import os
 import platform
 import subprocess
@@ -89,6 +90,17 @@ def git_state(path: str | os.PathLike | None = None) -> dict[str, Any]:
     return {"commit": commit, "dirty": None if status is None else bool(status), "root": root}
 
 
+def json_safe(value: Any) -> Any:
+    """A plain config with non-finite floats as strings (``"inf"``, ``"nan"``), which strict JSON lacks."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def collect_run_metadata(config: Mapping[str, Any], seed: int | None,
                          code_path: str | os.PathLike | None = None) -> dict[str, Any]:
     """Everything needed to say what produced a run, as JSON-ready data.
@@ -103,7 +115,7 @@ def collect_run_metadata(config: Mapping[str, Any], seed: int | None,
         "python", "platform", "fusion_version", "command", "started_at" (UTC, ISO 8601)}``.
     """
     return {
-        "config": dict(config),
+        "config": json_safe(dict(config)),
         "seed": None if seed is None else int(seed),
         "git": git_state(code_path),
         "packages": package_versions(),
@@ -136,4 +148,4 @@ def config_differences(old: Any, new: Any, ignore: Iterable[str] = (), prefix: s
     return [] if old == new else [prefix or "<root>"]
 
 
-__all__ = ["PACKAGES", "collect_run_metadata", "config_differences", "git_state", "package_versions"]
+__all__ = ["PACKAGES", "collect_run_metadata", "config_differences", "git_state", "json_safe", "package_versions"]

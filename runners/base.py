@@ -67,7 +67,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from fusion import io
 from fusion.errors import ConfigError, InputError
-from fusion.provenance import collect_run_metadata, config_differences
+from fusion.provenance import collect_run_metadata, config_differences, json_safe
 
 LOGGER = logging.getLogger(__name__)
 
@@ -567,7 +567,8 @@ class ConfigRunner(IRunner):
         previous = self._previous_record()
         if previous is None:
             return
-        differences = config_differences(previous.get("config", {}), self.resolved_config(), RESUME_IGNORED_KEYS)
+        differences = config_differences(previous.get("config", {}), json_safe(self.resolved_config()),
+                                         RESUME_IGNORED_KEYS)
         if differences:
             shown = ", ".join(differences[:8]) + (" ..." if len(differences) > 8 else "")
             raise ConfigError(

@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 
 from fusion.data.folds import stratified_folds
 from fusion.data.testing import cached_prepared
-from fusion.provenance import collect_run_metadata, config_differences, git_state, package_versions
+from fusion.provenance import collect_run_metadata, config_differences, git_state, json_safe, package_versions
 from reliability_helpers import CONF, TINY_VAE, run_config
 
 REQUIRED_PACKAGES = ("torch", "catalyst", "hydra-core", "numpy", "scipy", "scikit-learn", "nibabel", "torchio")
@@ -91,3 +91,5 @@ def test_config_differences_names_dotted_keys() -> None:
     assert config_differences(old, new) == ["folds.only", "stage.optimizer.lr", "y"]
     assert config_differences(old, new, ignore={"folds.only", "y"}) == ["stage.optimizer.lr"]
     assert config_differences(old, old) == []
+    assert json_safe({"a": [float("inf"), 1.0], "b": float("nan")}) == {"a": ["inf", 1.0], "b": "nan"}
+    assert config_differences(json_safe({"x": float("inf")}), json_safe({"x": float("inf")})) == []
