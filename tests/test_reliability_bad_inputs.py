@@ -425,6 +425,7 @@ def test_ccl_run_refuses_bad_input(case: str, ccl_cohort: Path, tmp_path: Path) 
     _unchanged(logdir, before)
 
 
+@pytest.mark.slow
 def test_catalyst_dl_entry_point_exits_non_zero(ccl_cohort: Path, tmp_path: Path) -> None:
     """The real ``catalyst-dl run --hydra`` entry point: a config error before the run starts and a
     data error during it both end with exit code 1 and the message on stderr."""
