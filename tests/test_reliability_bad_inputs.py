@@ -258,7 +258,7 @@ VAE_RUN_CASES: dict[str, tuple[Callable[[Path, Path], list[str]], list[str], lis
                                             ["splits.json was made for other subjects", "other-00"]),
     "logdir_under_a_file": (lambda l, p: [], ["logdir={tmp}/blocker/run"],
                             ["logdir", "blocker/run cannot be created", "blocker is a file"]),
-    "autoresume_unknown_value": (lambda l, p: [], ["+args.autoresume=best"],
+    "autoresume_unknown_value": (lambda l, p: [], ["++args.autoresume=best"],
                                  ["args.autoresume must be null, 'last' or 'off'", "'best'"]),
 }
 

@@ -160,7 +160,7 @@ def test_failure_at_stage_end_resumes_without_training_then_skips_then_retrains_
     assert out.count("complete in an earlier run, skipped") == N_SPLITS and "test AUC" not in out
     assert folder_digest(logdir / "fold_00") == digest
 
-    run_config("vae", [*overrides, "+args.autoresume=off"])  # retrain on request, same numbers
+    run_config("vae", [*overrides, "++args.autoresume=off"])  # retrain on request, same numbers
     out = capsys.readouterr().out
     assert "skipped" not in out and out.count("test AUC") == N_SPLITS
     assert _same_as(logdir, reference) <= 1e-9
