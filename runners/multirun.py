@@ -1,44 +1,65 @@
-"""A Hydra callback that finishes a multirun whose jobs trained folds of one run folder.
+"""A Hydra callback that finishes run folders shared by several jobs of a multirun.
 
 With ``folds.only=0,1,...`` every fold is a separate job (``hydra/launcher=local`` or ``slurm``)
 writing ``fold_XX/`` into the same ``logdir``. Each job ends with the run's experiment-scoped
 callbacks (result aggregation, analysis) over the folds present *at that moment*: jobs that end
 together may each miss the other's fold. Once every job has returned, this callback runs those
-experiment-end callbacks again, once, in the launching process, over every fold: ``results.json``
-and the report come out as a single run over the same folds writes them.
+experiment-end callbacks again, once per shared folder, in the launching process, over every fold:
+``results.json`` and the report come out as a single run over the same folds writes them.
 
-Enabled by the launcher configs in ``conf/hydra/launcher/`` (``hydra.callbacks.fold_results``). It
-acts only on a multirun that sweeps ``folds.only`` (on the command line or in
-``hydra.sweeper.params``): a sweep over latent sizes or seeds writes one folder per job, each with
-its own complete summary.
+The jobs are found through the configs Hydra saved for them in the sweep folder
+(``<hydra.sweep.dir>/<job>/[<output_subdir>/]config.yaml`` beside ``hydra.yaml``); a folder written
+by one job only (a sweep over latent sizes or seeds) is left as that job finished it. Enabled by the
+launcher configs in ``conf/hydra/launcher/`` (``hydra.callbacks.fold_results``).
 """
 
 from __future__ import annotations
 
 import logging
 import warnings
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 LOGGER = logging.getLogger(__name__)
 
 
-def sweeps_folds(config: DictConfig) -> bool:
-    """Whether the multirun of ``config`` sweeps ``folds.only`` (jobs sharing one ``logdir``)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+def shared_run_folders(sweep_dir: str | Path) -> dict[Path, Path]:
+    """Run folders (``logdir``) written by two or more jobs of the sweep in ``sweep_dir``.
 
-    overrides = [str(o) for o in OmegaConf.select(config, "hydra.overrides.task", default=None) or []]
-    swept = {o.key_or_group for o in OverridesParser.create().parse_overrides(overrides) if o.is_sweep_override()}
-    params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
-    return "folds.only" in swept or "folds.only" in params
+    Returns:
+        ``{logdir: config.yaml of the first such job}``.
+    """
+    jobs: dict[Path, list[Path]] = defaultdict(list)
+    for path in sorted(Path(sweep_dir).rglob("config.yaml")):
+        if not (path.parent / "hydra.yaml").is_file():  # not a Hydra job's saved config
+            continue
+        logdir = OmegaConf.select(OmegaConf.load(path), "logdir", default=None)
+        if logdir is not None:
+            jobs[Path(str(logdir)).resolve()].append(path)
+    return {logdir: paths[0] for logdir, paths in jobs.items() if len(paths) > 1}
+
+
+def finish_run_folder(job_config: DictConfig) -> None:
+    """Run the experiment-end callbacks of the run a job config describes, in this process."""
+    with warnings.catch_warnings():  # the module's @hydra.main() warns on import
+        warnings.simplefilter("ignore")
+        from catalyst.dl.scripts.hydra_run import prepare_hydra_config
+
+    cfg = prepare_hydra_config(job_config)  # the config catalyst-dl hands each job's runner
+    runner = instantiate(cfg.runner, cfg=cfg)
+    runner._split_callbacks()  # the experiment-scoped callbacks, as the runner builds them
+    for key, callback in runner.experiment_callbacks.items():
+        LOGGER.info("fold results: %s.on_experiment_end over %s", key, cfg.logdir)
+        callback.on_experiment_end(runner)
 
 
 class FoldResultsCallback(Callback):
-    """After all jobs of a multirun: the experiment-end callbacks of ``logdir`` over every fold.
+    """After all jobs of a multirun: the experiment-end callbacks of every shared ``logdir``.
 
     Args:
         enabled: false turns it off (``hydra.callbacks.fold_results.enabled=false``).
@@ -48,26 +69,17 @@ class FoldResultsCallback(Callback):
         self.enabled = bool(enabled)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Rebuild the runner from the sweep's config and end its experiment once."""
-        if not self.enabled or not sweeps_folds(config):
+        """Finish each run folder that several jobs wrote into."""
+        if not self.enabled:
             return
-        with warnings.catch_warnings():  # the module's @hydra.main() warns on import
-            warnings.simplefilter("ignore")
-            from catalyst.dl.scripts.hydra_run import prepare_hydra_config
-
-        cfg = OmegaConf.create(OmegaConf.to_container(config, resolve=False))
-        with open_dict(cfg):
-            cfg.pop("hydra", None)
-        cfg = prepare_hydra_config(cfg)  # the config catalyst-dl hands each job's runner
-        logdir = OmegaConf.select(cfg, "logdir", default=None)
-        if logdir is None or not any(Path(str(logdir)).glob("fold_*/result.json")):
-            LOGGER.info("fold results: no fold_*/result.json under %s, nothing to aggregate", logdir)
+        sweep_dir = OmegaConf.select(config, "hydra.sweep.dir", default=None)
+        if sweep_dir is None or not Path(str(sweep_dir)).is_dir():
             return
-        runner = instantiate(cfg.runner, cfg=cfg)
-        runner._split_callbacks()  # the experiment-scoped callbacks, as the runner builds them
-        for key, callback in runner.experiment_callbacks.items():
-            LOGGER.info("fold results: %s.on_experiment_end over %s", key, logdir)
-            callback.on_experiment_end(runner)
+        for logdir, job_config in shared_run_folders(str(sweep_dir)).items():
+            if not any(logdir.glob("fold_*/result.json")):
+                LOGGER.info("fold results: no fold_*/result.json under %s, nothing to aggregate", logdir)
+                continue
+            finish_run_folder(OmegaConf.load(job_config))
 
 
-__all__ = ["FoldResultsCallback", "sweeps_folds"]
+__all__ = ["FoldResultsCallback", "finish_run_folder", "shared_run_folders"]

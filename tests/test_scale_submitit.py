@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import open_dict
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALYST_DL = Path(sys.executable).parent / "catalyst-dl"
@@ -114,9 +114,20 @@ def test_a_later_fold_alone_trains_like_in_the_full_run(runs):
     np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-6, atol=1e-9)
 
 
+def _fake_sweep(sweep: Path, logdirs: list[Path]) -> None:
+    """A sweep folder as Hydra leaves it: per job, the job's config.yaml beside hydra.yaml."""
+    for num, logdir in enumerate(logdirs):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+            cfg = compose("vae", overrides=[f"logdir={logdir}", "folds.n_splits=2", f"folds.only={num}",
+                                            "data.prepared_dir=/nonexistent", "callbacks.analysis=null"])
+        (sweep / str(num)).mkdir(parents=True)
+        OmegaConf.save(cfg, sweep / str(num) / "config.yaml")
+        (sweep / str(num) / "hydra.yaml").write_text("hydra: {}\n")
+
+
 def test_fold_results_callback_completes_a_partial_summary(tmp_path):
     """The multirun-end callback alone: a summary written when one fold was missing is redone."""
-    from runners.multirun import FoldResultsCallback
+    from runners.multirun import FoldResultsCallback, shared_run_folders
 
     logdir = tmp_path / "run"
     for fold, auc in ((0, 0.6), (1, 0.9)):
@@ -125,27 +136,21 @@ def test_fold_results_callback_completes_a_partial_summary(tmp_path):
         path.write_text(json.dumps({"auc": auc, "latent_dim": 2, "n_subjects": 16}))
     stale = {"auc": [0.6], "folds": ["fold_00"], "complete": False}  # what a racing job left
     (logdir / "results.json").write_text(json.dumps(stale))
+    # two jobs into `run`, one into `alone` (a folder of its own, e.g. one latent size)
+    (tmp_path / "alone" / "fold_00").mkdir(parents=True)
+    (tmp_path / "alone" / "fold_00" / "result.json").write_text(json.dumps({"auc": 0.5}))
+    _fake_sweep(tmp_path / "sweep", [logdir, logdir])
+    _fake_sweep(tmp_path / "sweep" / "more", [tmp_path / "alone"])
+    assert shared_run_folders(tmp_path / "sweep") == {logdir.resolve(): tmp_path / "sweep" / "0" / "config.yaml"}
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        cfg = compose("vae", overrides=[f"logdir={logdir}", "folds.n_splits=2", "callbacks.analysis=null",
-                                        "hydra/launcher=local"], return_hydra_config=True)
+        cfg = compose("vae", overrides=["hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                      return_hydra_config=True)
     assert cfg.hydra.callbacks.fold_results._target_ == "runners.multirun.FoldResultsCallback"
-    # a multirun that does not sweep folds.only (one folder per job) is left alone
-    FoldResultsCallback().on_multirun_end(cfg)
-    assert json.loads((logdir / "results.json").read_text()) == stale
-    with open_dict(cfg):
-        cfg.hydra.overrides.task.append("folds.only=0,1")  # what `--multirun folds.only=0,1` records
     FoldResultsCallback(enabled=False).on_multirun_end(cfg)
     assert json.loads((logdir / "results.json").read_text()) == stale
     FoldResultsCallback().on_multirun_end(cfg)
     results = json.loads((logdir / "results.json").read_text())
     assert results["auc"] == [0.6, 0.9] and results["complete"] is True and results["n_splits"] == 2
     assert results["auc_mean"] == pytest.approx(0.75) and results["seed"] == 42
-
-    # a logdir without fold results is left alone
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
-        other = compose("vae", overrides=[f"logdir={tmp_path / 'none'}"], return_hydra_config=True)
-    with open_dict(other):
-        other.hydra.overrides.task.append("folds.only=0,1")
-    FoldResultsCallback().on_multirun_end(other)
-    assert not (tmp_path / "none").exists()
+    assert not (tmp_path / "alone" / "results.json").exists()  # a one-job folder is left alone
