@@ -74,17 +74,26 @@ def _loss(model: torch.nn.Module, x: torch.Tensor, eps: torch.Tensor, reduction:
     return loss * x.shape[0] if reduction == "sum" else loss
 
 
-def _single_process_step(reduction: str) -> dict[str, torch.Tensor]:
-    model = _model()
+def _full_precision_on(device: str) -> None:
+    """No TF32 on CUDA: the comparisons below are float32 to 1e-5."""
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+
+def _single_process_step(reduction: str, device: str = "cpu") -> dict[str, torch.Tensor]:
+    _full_precision_on(device)
+    model = _model().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=LR)
-    x, eps = _global_batch()
+    x, eps = (t.to(device) for t in _global_batch())
     _loss(model, x, eps, reduction).backward()
     optimizer.step()
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
-    """One rank: gloo process group, the DDP-wrapped model, this rank's shard, one SGD step.
+def _ddp_worker(rank: int, world_size: int, port: int, out: str, backend: str = "gloo") -> None:
+    """One rank: a gloo (CPU) or NCCL (one GPU per rank) process group, the DDP-wrapped model,
+    this rank's shard, one SGD step.
 
     The same calls as Catalyst's ``DistributedDataParallelEngine`` on the CPU (``setup_process``:
     ``init_process_group``; ``init_components``: ``DistributedDataParallel(model)``;
@@ -95,19 +104,23 @@ def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    x, eps = _global_batch()
+    device = f"cuda:{rank}" if backend == "nccl" else "cpu"
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    _full_precision_on(device)
+    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    x, eps = (t.to(device) for t in _global_batch())
     shard = list(DistributedSampler(range(GLOBAL_BATCH), num_replicas=world_size, rank=rank, shuffle=False))
     states = {}
     for name, reduction, scaled in VARIANTS:
-        model = DistributedDataParallel(_model())
+        model = DistributedDataParallel(_model().to(device), device_ids=[rank] if backend == "nccl" else None)
         optimizer = torch.optim.SGD(model.parameters(), lr=LR)
         loss = _loss(model, x[shard], eps[shard], reduction)
         if scaled:
             loss = loss * world_size  # undo DDP's average of a summed loss
         loss.backward()
         optimizer.step()
-        states[name] = {k: v.detach().clone() for k, v in model.module.state_dict().items()}
+        states[name] = {k: v.detach().cpu().clone() for k, v in model.module.state_dict().items()}
     torch.save({"shard": shard, "states": states}, f"{out}.rank{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()
@@ -151,6 +164,19 @@ def test_summed_loss_without_world_size_factor_is_caught(ddp_states):
     for key in reference:
         torch.testing.assert_close(unscaled[key] - initial[key], (reference[key] - initial[key]) / 2,
                                    rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.gpu
+def test_one_nccl_ddp_step_on_two_gpus_equals_one_full_batch_step(tmp_path):
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        pytest.skip("needs two CUDA devices")
+    out = tmp_path / "step"
+    mp.spawn(_ddp_worker, args=(WORLD_SIZE, _free_port(), str(out), "nccl"), nprocs=WORLD_SIZE, join=True)
+    saved = [torch.load(f"{out}.rank{r}.pt", weights_only=True) for r in range(WORLD_SIZE)]
+    reference = _single_process_step("mean", device="cuda:0")
+    for rank in range(WORLD_SIZE):
+        assert _max_abs_diff(saved[rank]["states"]["mean"], reference) < 1e-5, f"rank {rank}"
+        assert _max_abs_diff(saved[rank]["states"]["sum_scaled"], _single_process_step("sum", "cuda:0")) < 1e-5
 
 
 # ---------------------------------------------------------------- the runner's DistributedSampler
