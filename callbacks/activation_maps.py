@@ -251,7 +251,7 @@ class ActivationMapCallback(Callback):
                 f"ActivationMapCallback: checkpoint {path} does not exist (is a checkpoint callback "
                 f"saving 'best' into the fold folder?)"
             )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = io.load_checkpoint(path)
         if isinstance(state, dict) and "model_state_dict" in state:
             state = state["model_state_dict"]
         if not isinstance(state, dict):

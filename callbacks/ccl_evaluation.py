@@ -60,7 +60,7 @@ class CCLTestEvaluationCallback(Callback):
         ckpt = stage_dir / "checkpoints" / self.checkpoint
         source = "last epoch"
         if ckpt.is_file():
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = io.load_checkpoint(ckpt)
             model.load_state_dict(state["model_state_dict"])
             source = str(ckpt.relative_to(runner.logdir))
         dataset = runner.dataset

@@ -11,6 +11,7 @@ from catalyst.core import Callback, CallbackNode, CallbackOrder
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from fusion import io
 from fusion.errors import InputError
 from fusion.io import save_npz
 from runners.base import is_main_process
@@ -108,7 +109,7 @@ class LatentExtractionCallback(Callback):
         path = stage_dir / self.checkpoint_dir / f"{self.checkpoint}.pth"
         if not path.is_file():
             raise InputError(f"latent extraction: checkpoint {path} does not exist (did the stage train?)")
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = io.load_checkpoint(path)
         model = unwrap_model(runner.model)
         model.load_state_dict(state["model_state_dict"])
         dataset = runner.dataset

@@ -45,9 +45,18 @@ class StageCSVLogger(ILogger):
             if key not in self._files:
                 folder = self.logdir / str(stage_key) / self.subdir
                 folder.mkdir(parents=True, exist_ok=True)
-                handle = open(folder / f"{loader_key}.csv", "w", newline="")
+                path = folder / f"{loader_key}.csv"
                 columns = sorted(values)
-                csv.writer(handle).writerow(["epoch", *columns])
+                kept: list[list[str]] = []
+                if stage_epoch_step > 1 and path.is_file():  # a resumed stage: keep the epochs before it
+                    with open(path, newline="") as old:
+                        rows = list(csv.reader(old))
+                    if rows and rows[0] == ["epoch", *columns]:
+                        kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < stage_epoch_step]
+                handle = open(path, "w", newline="")
+                writer = csv.writer(handle)
+                writer.writerow(["epoch", *columns])
+                writer.writerows(kept)
                 self._files[key] = (handle, columns)
             handle, columns = self._files[key]
             csv.writer(handle).writerow([stage_epoch_step, *(values.get(c, "") for c in columns)])

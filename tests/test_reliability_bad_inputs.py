@@ -302,8 +302,6 @@ def test_logdir_of_a_run_with_another_config_is_refused(tmp_path: Path) -> None:
     _unchanged(logdir, before)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="needs the latent-size check in fusion/models/vae.py proposed in the reliability report")
 def test_latent_size_larger_than_the_encoder_output_is_refused() -> None:
     from fusion.models.vae import MultimodalVAE
 

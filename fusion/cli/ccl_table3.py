@@ -98,7 +98,7 @@ def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F8
         X = bl.concat_features(fc, snps)
         preds = bl.classical_baselines(X[fit_idx], y[fit_idx], X[fold.test], settings)
         model = bl.build_from_config(config["model"])
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = io.load_checkpoint(ckpt)
         model.load_state_dict(state["model_state_dict"])
         Z, proba = bl.ccl_representations(model, fc, snps)
         preds.update(bl.ccl_feature_baselines(Z[fit_idx], y[fit_idx], Z[fold.test], settings))

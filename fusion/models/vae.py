@@ -107,6 +107,12 @@ class MultimodalVAE(nn.Module):
             c_in = c_out
         self.encoder = nn.Sequential(*enc)
         n_flat = self.channels[-1] * _prod(self.bottleneck_shape)
+        if self.latent_dim > n_flat:
+            raise ConfigError(
+                f"MultimodalVAE: latent_dim {self.latent_dim} is larger than the encoder output allows "
+                f"({self.channels[-1]} channels x {self.bottleneck_shape} = {n_flat} features); "
+                f"expected latent_dim <= {n_flat} (fewer latent dimensions, more channels or a larger grid)"
+            )
         self.fc_mu = nn.Linear(n_flat, latent_dim)
         self.fc_logvar = nn.Linear(n_flat, latent_dim)
 

@@ -169,7 +169,7 @@ def load_fold_model(
             )
         model_config = config["model"]
     model = build_model(model_config, in_shape)
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = io.load_checkpoint(path)
     if isinstance(state, Mapping) and "model_state_dict" in state:
         state = state["model_state_dict"]
     if not isinstance(state, Mapping):
