@@ -42,7 +42,7 @@ Config layout read here (every key optional unless marked)::
     criterion: {_target_: ...} | null
     folds: {n_splits: 10, val_fraction: 0.1, seed: 42, only: null}
     stage: {num_epochs, batch_size, valid_batch_size, num_workers, loaders, optimizer,
-            scheduler, patience, channels_last}
+            scheduler, patience, channels_last, compile}
     callbacks: {name: {_target_: ...} | null}
 """
 
@@ -67,6 +67,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from fusion import io
 from fusion.errors import ConfigError, InputError
+from fusion.models.compile import compile_model
 from fusion.provenance import collect_run_metadata, config_differences, json_safe
 
 LOGGER = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ _NODE_KEYS: dict[str, frozenset[str]] = {
             "scheduler",
             "patience",
             "channels_last",
+            "compile",
         }
     ),
 }
@@ -468,7 +470,9 @@ class ConfigRunner(IRunner):
         model = self.build_model()
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
-        return model
+        # stage.compile: false | true | {backend, mode, dynamic, fullgraph}; in place, so
+        # checkpoints keep plain state_dict keys (see fusion.models.compile)
+        return compile_model(model, self.select("stage.compile", False), field="stage.compile")
 
     def get_criterion(self, stage: str):
         """The criterion from ``criterion``, or None (the loss is computed in ``handle_batch``)."""
@@ -724,6 +728,10 @@ class ConfigRunner(IRunner):
     def on_loader_start(self, runner: IRunner) -> None:
         """Reset the running means of the batch metrics."""
         super().on_loader_start(runner)
+        # Catalyst seeded with seed + rank + global_epoch_step, which depends on the folds run
+        # before this one in the same process; reseed from the fold's own seed and epoch so a fold
+        # trains the same alone (folds.only) or after others.
+        set_global_seed(self.stage_seed(self.stage_key) + max(0, self.engine.rank) + self.stage_epoch_step)
         self._metric_sums: dict[str, list[float]] = {}
 
     def on_batch_end(self, runner: IRunner) -> None:

@@ -104,11 +104,6 @@ def test_fold_jobs_through_submitit_local_aggregate_like_a_single_run(runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "Catalyst reseeds the global RNG with seed + global_epoch_step at every stage/epoch/loader start; "
-    "a fold that runs alone starts at another global_epoch_step than the same fold after others, so the "
-    "VAE's reparameterization noise differs (fix: reseed from the stage seed and stage_epoch_step in "
-    "ConfigRunner.on_loader_start)"))
 def test_a_later_fold_alone_trains_like_in_the_full_run(runs):
     a, b = _result(runs["jobs"], "fold_01"), _result(runs["single"], "fold_01")
     np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-6, atol=1e-9)
