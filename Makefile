@@ -31,14 +31,15 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)
 
-$(VAE_DATA)/manifest.csv: | $(STAMP)
-	$(BIN)/fusion cohort-vae --out $(VAE_DATA) --size small
+# A cohort is rebuilt when its generator changes (a clone that pulls new defaults gets them).
+$(VAE_DATA)/manifest.csv: fusion/data/synthetic_volumes.py | $(STAMP)
+	$(BIN)/fusion cohort-vae --out $(VAE_DATA) --size small --overwrite
 
 $(VAE_PREPARED): $(VAE_DATA)/manifest.csv
 	$(BIN)/fusion prepare --manifest $(VAE_DATA)/manifest.csv --out $(VAE_DATA)/prepared
 
-$(CCL_MANIFEST): | $(STAMP)
-	$(BIN)/fusion cohort-ccl --out $(CCL_DATA) --size small
+$(CCL_MANIFEST): fusion/data/synthetic_ccl.py | $(STAMP)
+	$(BIN)/fusion cohort-ccl --out $(CCL_DATA) --size small --overwrite
 
 cohorts: $(VAE_PREPARED) $(CCL_MANIFEST)
 

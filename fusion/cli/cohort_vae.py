@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                         help="patients' loss at the effect node's peak, in units of the ICN noise SD")
     parser.add_argument("--gm-reduction", type=float, default=None,
                         help="patients' fractional gray-matter loss at the centre of each effect region")
+    parser.add_argument("--noise-sd", type=float, default=None,
+                        help="per-voxel SD of the smooth noise in every ICN map (z units)")
     parser.add_argument("--overwrite", action="store_true", help="write into a folder that already holds a cohort")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -29,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
         knobs["icn_effect_sd"] = args.icn_effect_sd
     if args.gm_reduction is not None:
         knobs["gm_reduction"] = args.gm_reduction
+    if args.noise_sd is not None:
+        knobs["noise_sd"] = args.noise_sd
     manifest = make_vae_cohort(args.out, size=args.size, n_subjects=args.n_subjects, effect=not args.no_effect,
                                seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress, **knobs)
     print(f"wrote {manifest}")

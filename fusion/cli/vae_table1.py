@@ -9,7 +9,7 @@ Two steps:
 
    The sweep itself (latent sizes, folds, epochs) is in ``conf/experiment/vae_table1.yaml``
    (``hydra.sweeper.params``), so the same command runs on a cluster launcher
-   (``hydra/launcher=submitit_slurm``) by adding that override;
+   (``hydra/launcher=slurm``, which also aggregates the folds once at the end) by adding that override;
 2. aggregation: every job's ``results.json`` gives a VAE cell; the PCA baselines run on the folds of
    the jobs (their ``splits.json``) with the jobs' SVM settings; ``table1.md``, ``table1.csv``,
    ``table1_long.csv``, ``pca_baselines.json`` and ``recovery.csv`` are written to LOGDIR; each job
