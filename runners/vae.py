@@ -10,7 +10,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from fusion.errors import ConfigError
-from fusion.losses.vae_elbo import elbo
+from fusion.losses.vae_elbo import elbo, kl_warmup
 from runners.base import ConfigRunner
 
 
@@ -22,7 +22,7 @@ class VAERunner(ConfigRunner):
     the negative ELBO (``loss.beta`` weighs the KL term); ``loss``, ``recon`` and ``kl`` go to
     ``batch_metrics`` (``OptimizerCallback(metric_key="loss")`` steps on ``loss``).
 
-    Config keys besides the base runner's: ``loss`` (``beta``), ``svm`` and ``latents`` (read by the
+    Config keys besides the base runner's: ``loss`` (``beta``, ``kl_warmup_epochs``), ``svm`` and ``latents`` (read by the
     callbacks through interpolation). ``model.in_shape: null`` takes the prepared data's grid.
     """
 
@@ -32,6 +32,22 @@ class VAERunner(ConfigRunner):
     def beta(self) -> float:
         """Weight of the KL term (``loss.beta``, default 1)."""
         return float(self.select("loss.beta", 1.0))
+
+    def kl_weight(self) -> float:
+        """KL weight of the current batch: ``loss.beta`` after a linear warm-up over the first
+        ``loss.kl_warmup_epochs`` epochs of the fold's training loader; validation uses ``beta``.
+
+        The step is derived from the epoch and the batch index, so a resumed fold continues the ramp.
+        """
+        warmup_epochs = float(self.select("loss.kl_warmup_epochs", 0.0) or 0.0)
+        if warmup_epochs < 0:
+            raise ConfigError(f"loss.kl_warmup_epochs must be >= 0, got {warmup_epochs}")
+        if not self.is_train_loader or warmup_epochs == 0:
+            return self.beta
+        n_batches = max(1, int(self.loader_batch_len))
+        # loader_batch_step counts the batches of every rank; loader_batch_len is per rank
+        step = (self.stage_epoch_step - 1) * n_batches + self.loader_batch_step // max(1, self.engine.world_size) - 1
+        return kl_warmup(step, max(1, round(warmup_epochs * n_batches)), self.beta)
 
     def build_model(self) -> torch.nn.Module:
         """The VAE from ``model``, on the grid of the prepared volumes unless ``in_shape`` is set."""
@@ -56,7 +72,9 @@ class VAERunner(ConfigRunner):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
         recon, mu, logvar = self.model(x)
-        self.batch_metrics.update(elbo(recon, x, mu, logvar, beta=self.beta))
+        weight = self.kl_weight()
+        self.batch_metrics.update(elbo(recon, x, mu, logvar, beta=weight))
+        self.batch_metrics["beta"] = torch.tensor(weight)
 
 
 __all__ = ["VAERunner"]

@@ -88,6 +88,7 @@ def test_paper_config_has_the_paper_values():
     assert list(cfg.model.head_channels) == [32, 16]
     assert cfg.model.latent_dim == 128
     assert cfg.stage.optimizer.lr == pytest.approx(1e-4)
+    assert cfg.loss.beta == 1.0 and cfg.loss.kl_warmup_epochs == 0  # the plain ELBO
     assert cfg.folds.n_splits == 10 and cfg.folds.val_fraction == pytest.approx(0.1)
     assert cfg.args.seed == 42
     assert cfg.engine.device.startswith("cuda")
@@ -148,6 +149,25 @@ def test_handle_batch_scores_every_volume(tmp_path):
         assert torch.allclose(runner.batch_metrics[key], expected[key])
     assert torch.allclose(runner.batch_metrics["loss"],
                           runner.batch_metrics["recon"] + 0.5 * runner.batch_metrics["kl"])
+
+
+def test_kl_warmup_follows_the_training_batches_of_the_fold(tmp_path):
+    runner = _runner(tmp_path)
+    runner.cfg.loss.kl_warmup_epochs = 1.0
+    runner.engine = SimpleNamespace(world_size=1)
+    runner.is_train_loader, runner.loader_batch_len, runner.stage_epoch_step = True, 4, 1
+    weights = []
+    for step in (1, 2, 3, 4):
+        runner.loader_batch_step = step
+        weights.append(runner.kl_weight())
+    assert weights == pytest.approx([0.0, 0.125, 0.25, 0.375])  # beta 0.5 over 4 batches
+    runner.stage_epoch_step, runner.loader_batch_step = 2, 1  # a later epoch (or a resumed fold)
+    assert runner.kl_weight() == pytest.approx(0.5)
+    runner.stage_epoch_step, runner.is_train_loader = 1, False  # validation: always the full beta
+    assert runner.kl_weight() == pytest.approx(0.5)
+    runner.cfg.loss.kl_warmup_epochs = 0.0
+    runner.is_train_loader = True
+    assert runner.kl_weight() == pytest.approx(0.5)
 
 
 def test_channels_last_layout_gives_the_same_numbers(tmp_path):

@@ -116,3 +116,17 @@ def test_bad_beta(beta):
         elbo(recon, x, mu, logvar, beta=beta)
     with pytest.raises(ConfigError, match="beta"):
         ELBOLoss(beta)
+
+
+def test_kl_warmup_ramps_linearly_then_holds():
+    from fusion.losses.vae_elbo import kl_warmup
+
+    assert kl_warmup(0, 10, beta=0.5) == 0.0
+    assert kl_warmup(5, 10, beta=0.5) == pytest.approx(0.25)
+    assert kl_warmup(10, 10, beta=0.5) == pytest.approx(0.5)
+    assert kl_warmup(1000, 10, beta=0.5) == pytest.approx(0.5)
+    assert kl_warmup(0, 0, beta=0.5) == pytest.approx(0.5)  # no warm-up
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        kl_warmup(3, -1)
+    with pytest.raises(ConfigError, match="beta"):
+        kl_warmup(3, 10, beta=-1.0)

@@ -120,12 +120,15 @@ assert len(ICN_SITES) == neuromark.N_ICN
 class VAECohortKnobs:
     """Every number that shapes the synthetic VAE cohort (ICN values in z units).
 
-    Defaults were chosen on the ``small`` cohort (120 subjects) so that the effect is clear but
-    not trivial: a linear SVM on per-modality PCA features (2-16 components each, 10-fold CV)
-    reaches ROC-AUC 0.71-0.85; after max-abs scaling, Cohen's d at the effect's peak voxel is
-    1.0-2.0 in the effect ICNs and 0.8 in the sMRI, and the sMRI effect alone is found by one
-    principal component with AUC ~0.9. Raise ``icn_effect_sd`` / ``gm_reduction`` for an easier
-    cohort.
+    Defaults were chosen on the ``small`` cohort (120 subjects) so that the structured subject
+    variability (node amplitude and position) is not buried under voxel noise, as in real ICN maps,
+    and the planted effect is found by a briefly trained reduced VAE: with ``noise_sd`` 0.5 the
+    modality means explain 59% of the voxel variance (28% with ``noise_sd`` 1). Measured on that
+    cohort (10-fold CV, linear SVM on standardised features): voxels 0.61, per-modality PCA with 2
+    components 0.93, with 8 components 1.00 (the effects are linear, so linear baselines are
+    strong); the reduced VAE after one epoch 0.86, with the six effect ICNs as its six most
+    informative modalities. ``effect=False`` gives chance. Lower ``icn_effect_sd`` /
+    ``gm_reduction`` for a harder cohort.
 
     Args:
         icn_effect_sd: patients' loss at the peak of the effect node, in units of ``noise_sd``
@@ -148,14 +151,14 @@ class VAECohortKnobs:
         patient_fraction: fraction of subjects that are patients.
     """
 
-    icn_effect_sd: float = 2.5
+    icn_effect_sd: float = 5.0
     gm_reduction: float = 0.04
     effect_icns: tuple[int, ...] = (4, 5, 23, 33, 45, 49)
     gm_regions: tuple[str, ...] = ("superior_temporal", "insula", "thalamus", "anterior_cingulate")
     gm_region_sigma_mm: float = 10.0
     peak_z: float = 8.0
     secondary_amplitude: float = 0.8
-    noise_sd: float = 1.0
+    noise_sd: float = 0.5
     noise_sigma_mm: float = 5.0
     amplitude_sd: float = 0.15
     jitter_mm: float = 2.0

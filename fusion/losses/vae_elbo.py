@@ -15,7 +15,7 @@ from torch import nn
 
 from fusion.errors import ConfigError, InputError
 
-__all__ = ["elbo", "ELBOLoss", "gaussian_kl"]
+__all__ = ["elbo", "ELBOLoss", "gaussian_kl", "kl_warmup"]
 
 
 def _check_beta(beta: float) -> float:
@@ -39,6 +39,28 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         ``(B,)``: ``0.5 * sum_l (mu^2 + exp(logvar) - 1 - logvar)``.
     """
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=1)
+
+
+def kl_warmup(step: int, warmup_steps: int, beta: float = 1.0) -> float:
+    """KL weight of training step ``step`` (0-based) under a linear warm-up.
+
+    The weight rises from 0 at step 0 to ``beta`` at ``warmup_steps`` and stays there. Starting with
+    a free KL term lets the decoder learn to use z before the KL pulls the posterior onto the prior;
+    without it a small VAE can collapse (mu equal for every input) in its first steps.
+
+    Args:
+        step: training batches seen so far in this fold (validation batches never count).
+        warmup_steps: length of the ramp in batches; 0 disables the warm-up.
+        beta: the final weight.
+    """
+    beta = _check_beta(beta)
+    if int(warmup_steps) != warmup_steps or warmup_steps < 0:
+        raise ConfigError(f"kl_warmup: warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    if step < 0:
+        raise ConfigError(f"kl_warmup: step must be >= 0, got {step!r}")
+    if warmup_steps == 0:
+        return beta
+    return beta * min(1.0, step / warmup_steps)
 
 
 def elbo(
