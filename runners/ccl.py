@@ -3,7 +3,9 @@
 What happens to a batch: the views' tensors (``batch[name]`` for each view of the model, in the
 model's order: ``fc`` then ``snp``) go through the collaborative network; the collaborative
 cross-entropy (the ``criterion`` node) of the per-view logits ``(B, m, C)`` is the loss; the
-accuracy of the mean-of-views prediction is logged beside it.
+accuracy of the mean-of-views prediction and, when the criterion has a ``terms`` method, the
+loss's terms (``label_loss``, ``pair_loss``) are logged beside it, so that checkpoint selection
+and early stopping can monitor the classification term alone (``stage.monitor``).
 
 Differences from :class:`runners.base.ConfigRunner`:
 
@@ -60,7 +62,7 @@ class CCLRunner(ConfigRunner):
         return list(names) if names is not None else ["fc", "snp"]
 
     def handle_batch(self, batch: dict[str, Any]) -> None:
-        """Forward the views, collaborative loss, mean-of-views accuracy."""
+        """Forward the views, collaborative loss (and its terms), mean-of-views accuracy."""
         inputs = [batch[name] for name in self.view_names()]
         target = batch["label"]
         logits = self.model(*inputs)  # (B, m, C)
@@ -69,7 +71,12 @@ class CCLRunner(ConfigRunner):
             proba = torch.softmax(logits, dim=-1).mean(dim=1)
             accuracy = (proba.argmax(dim=1) == target).float().mean()
         self.batch = {**batch, "logits": logits, "proba": proba}
-        self.batch_metrics.update({"loss": loss, "accuracy": accuracy})
+        metrics = {"loss": loss, "accuracy": accuracy}
+        terms = getattr(self.criterion, "terms", None)
+        if callable(terms):
+            with torch.no_grad():
+                metrics.update(terms(logits, target))
+        self.batch_metrics.update(metrics)
 
 
 __all__ = ["CCLRunner"]

@@ -86,3 +86,19 @@ def test_gradients_flow_through_both_sides_of_the_pair_term():
     plus[0, 0, 0] += eps
     minus[0, 0, 0] -= eps
     assert g_pair[0, 0, 0].item() == pytest.approx((pair_value(plus) - pair_value(minus)) / (2 * eps), rel=1e-6)
+
+
+def test_terms_are_the_label_and_pair_parts_of_eq12():
+    rng = np.random.default_rng(3)
+    logits = torch.tensor(rng.normal(size=(7, 2, 2)))
+    y = torch.tensor(rng.integers(0, 2, size=7))
+    terms = CollaborativeCrossEntropy(pair_weight=0.5).terms(logits, y)
+    assert set(terms) == {"label_loss", "pair_loss"}
+    # label term: mean over views of the ordinary cross-entropy with the label
+    ce = np.mean([torch.nn.functional.cross_entropy(logits[:, i], y).item() for i in range(2)])
+    assert terms["label_loss"].item() == pytest.approx(ce, rel=1e-9)
+    # pair term: what the full loss adds to the label term (weights are not applied to the terms)
+    full = _eq12_numpy(logits.numpy(), y.numpy())
+    assert terms["pair_loss"].item() == pytest.approx(full - ce, rel=1e-9)
+    weighted = CollaborativeCrossEntropy(pair_weight=0.5)(logits, y).item()
+    assert weighted == pytest.approx(ce + 0.5 * (full - ce), rel=1e-9)

@@ -32,7 +32,7 @@ def ccl_run(tiny_cohort, tmp_path_factory) -> Path:
     logdir = tmp_path_factory.mktemp("ccl_run") / "run"
     script = Path(sys.executable).parent / "catalyst-dl"
     cmd = [str(script), "run", "--hydra", "--config-dir", str(REPO / "conf"), "--config-name", "ccl",
-           f"logdir={logdir}", f"data.manifest={tiny_cohort}", "stage.num_epochs=1",
+           f"logdir={logdir}", f"data.manifest={tiny_cohort}", "stage.num_epochs=3", "stage.patience=3",
            "callbacks.activation_maps.figures=false"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
@@ -59,6 +59,22 @@ def test_ccl_run_writes_results(ccl_run, tiny_cohort):
     assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
     report = (ccl_run / "report.md").read_text()
     assert "Test-set classification" in report and "Recovery of the planted effects" in report
+
+
+@pytest.mark.slow
+def test_best_checkpoint_follows_the_validation_label_loss(ccl_run):
+    """conf/ccl.yaml keeps the epoch with the lowest validation label term, not the lowest loss."""
+    valid = pd.read_csv(ccl_run / "fold_00" / "logs" / "valid.csv")
+    assert {"loss", "label_loss", "pair_loss"} <= set(valid.columns)
+    # the logged terms add up to the logged loss (pair_weight 1)
+    np.testing.assert_allclose(valid["label_loss"] + valid["pair_loss"], valid["loss"], rtol=1e-5)
+    best = json.loads((ccl_run / "fold_00" / "checkpoints" / "_metrics.json").read_text())["best"]
+    k = int(valid["label_loss"].idxmin())
+    # Catalyst 21.12 names the best checkpoint "<stage>.<epoch>" under "_score_"
+    assert best["_score_"] == f"fold_00.{int(valid['epoch'][k])}"
+    assert best["valid"]["label_loss"] == pytest.approx(valid["label_loss"].min())
+    results = json.loads((ccl_run / "results.json").read_text())
+    assert results["folds"][0]["epochs"] == len(valid)
 
 
 @pytest.mark.slow

@@ -31,6 +31,46 @@ def _check(logits: torch.Tensor, target: torch.Tensor) -> None:
         )
 
 
+def collaborative_terms(logits_per_view: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two terms of Eq. 12 per sample, before weighting and batch reduction.
+
+    Args:
+        logits_per_view: ``(B, m, C)`` unnormalised class scores of each view.
+        target: ``(B,)`` integer labels in ``[0, C)``.
+
+    Returns:
+        ``(label_term, pair_term)``, each ``(B,)``: the mean over views of the cross-entropy
+        with the label, and the mean over ordered view pairs of the between-view cross-entropy
+        (zeros for a single view).
+    """
+    _check(logits_per_view, target)
+    b, m, c = logits_per_view.shape
+    log_h = F.log_softmax(logits_per_view, dim=-1)  # (B, m, C)
+    h = log_h.exp()
+    y = F.one_hot(target.long(), c).to(log_h.dtype)  # (B, C)
+    label_term = -(y[:, None, :] * log_h).sum(-1).mean(1)  # (B,)
+    if m > 1:
+        # cross[b, i, j] = sum_c h^(i)_c log h^(j)_c ; the diagonal i == j is excluded.
+        cross = torch.einsum("bic,bjc->bij", h, log_h)
+        off = ~torch.eye(m, dtype=torch.bool, device=cross.device)
+        pair_term = -cross[:, off].sum(-1) / (m * (m - 1))
+    else:
+        pair_term = torch.zeros_like(label_term)
+    return label_term, pair_term
+
+
+def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    from fusion.errors import ConfigError
+
+    raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
 def collaborative_cross_entropy(
     logits_per_view: torch.Tensor,
     target: torch.Tensor,
@@ -48,29 +88,8 @@ def collaborative_cross_entropy(
     Returns:
         The loss (a scalar unless ``reduction="none"``).
     """
-    _check(logits_per_view, target)
-    b, m, c = logits_per_view.shape
-    log_h = F.log_softmax(logits_per_view, dim=-1)  # (B, m, C)
-    h = log_h.exp()
-    y = F.one_hot(target.long(), c).to(log_h.dtype)  # (B, C)
-    label_term = -(y[:, None, :] * log_h).sum(-1).mean(1)  # (B,)
-    if m > 1:
-        # cross[b, i, j] = sum_c h^(i)_c log h^(j)_c ; the diagonal i == j is excluded.
-        cross = torch.einsum("bic,bjc->bij", h, log_h)
-        off = ~torch.eye(m, dtype=torch.bool, device=cross.device)
-        pair_term = -cross[:, off].sum(-1) / (m * (m - 1))
-    else:
-        pair_term = torch.zeros_like(label_term)
-    loss = label_term + pair_weight * pair_term
-    if reduction == "mean":
-        return loss.mean()
-    if reduction == "sum":
-        return loss.sum()
-    if reduction == "none":
-        return loss
-    from fusion.errors import ConfigError
-
-    raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    label_term, pair_term = collaborative_terms(logits_per_view, target)
+    return _reduce(label_term + pair_weight * pair_term, reduction)
 
 
 def collaborative_cross_entropy_eq11(logits_view1: torch.Tensor, logits_view2: torch.Tensor,
@@ -100,3 +119,13 @@ class CollaborativeCrossEntropy(nn.Module):
 
     def forward(self, logits_per_view: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return collaborative_cross_entropy(logits_per_view, target, self.pair_weight, self.reduction)
+
+    def terms(self, logits_per_view: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Batch means of the two terms of Eq. 12, unweighted (logged beside the loss).
+
+        ``label_loss`` (how well the views fit the label) is what a checkpoint should be chosen
+        on: ``pair_loss`` measures agreement between views, not correctness, and rises whenever
+        a weak view disagrees with a strong one.
+        """
+        label_term, pair_term = collaborative_terms(logits_per_view, target)
+        return {"label_loss": label_term.mean(), "pair_loss": pair_term.mean()}
