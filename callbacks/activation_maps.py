@@ -99,8 +99,8 @@ class ActivationMapCallback(Callback):
               # Grad-CAM averages the gradients over space, so on FC/SNP inputs (where what
               # matters is *where* a value sits, not what it looks like) it keeps almost every
               # feature; the magnitude of guided Grad-CAM with a stricter per-subject threshold
-              # recovered the planted edges of the embedded cohort for two trained models
-              # (precision/recall 0.98/0.78 and 0.74/0.86). No map reached 0.7/0.7 for the SNPs
+              # recovers the planted edges of the embedded cohort on some trained models, not all
+              # (conf/ccl.yaml lists figures over three cohort/run seeds). No map reached 0.7/0.7 for the SNPs
               # there; the plain gradient came closest.
               fc: {map: guided_gradcam, absolute: true, fraction: 0.25, class_fraction: 0.5}
               snp: {map: gradient, absolute: false, fraction: 0.05, class_fraction: 0.7}
