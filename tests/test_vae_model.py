@@ -216,3 +216,30 @@ def test_channels_last_layout_gives_the_same_numbers():
         outs.append((recon, mu, model.encoder[0].weight.grad, model.decoder[-2].weight.grad))
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.01])
+def test_negative_slope_keeps_a_dead_head_trainable(slope):
+    """With every head unit pushed below zero, ReLU outputs exactly 0 and passes no gradient back;
+    LeakyReLU (slope > 0) still does, so such a model can recover."""
+    torch.manual_seed(0)
+    model = MultimodalVAE((14, 16, 13), (2, 2), (2,), latent_dim=3, negative_slope=slope)
+    acts = [m for m in model.modules() if isinstance(m, (torch.nn.ReLU, torch.nn.LeakyReLU))]
+    assert all(isinstance(m, torch.nn.LeakyReLU if slope else torch.nn.ReLU) for m in acts)
+    last_up = [m for m in model.decoder if isinstance(m, torch.nn.ConvTranspose3d)][-1]
+    with torch.no_grad():
+        last_up.weight.zero_()
+        last_up.bias.fill_(-1.0)  # every head unit dead under ReLU
+    x = torch.rand(2, 1, 14, 16, 13)
+    recon, _, _ = model(x, sample=False)
+    (recon - x).pow(2).sum().backward()
+    grad = last_up.weight.grad.abs().sum().item()  # the dead units' own weights
+    if slope:
+        assert grad > 0 and recon.abs().sum() > 0
+    else:
+        assert grad == 0 and torch.count_nonzero(recon) == 0
+
+
+def test_negative_slope_is_checked():
+    with pytest.raises(ConfigError, match="negative_slope"):
+        MultimodalVAE((14, 16, 13), (2, 2), (2,), latent_dim=3, negative_slope=1.5)
