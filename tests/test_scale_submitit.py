@@ -49,13 +49,23 @@ def _catalyst(*args: str) -> subprocess.CompletedProcess:
 
 
 def _single_run(logdir: Path, prepared: Path) -> None:
-    """Both folds in one run, in this process (what catalyst-dl does after composing the config)."""
+    """Both folds in one run, in this process (what catalyst-dl does after composing the config).
+
+    Torch runs on one thread here, as in the jobs (OMP_NUM_THREADS=1): another thread count splits
+    the convolutions' sums differently, and the scores would differ by float32 rounding (~1e-8).
+    """
+    import torch
     from hydra.utils import instantiate
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose("vae", overrides=[f"logdir={logdir}", f"data.prepared_dir={prepared}", *COMMON])
-    runner = instantiate(cfg.runner, cfg=cfg)
-    runner.run()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        runner = instantiate(cfg.runner, cfg=cfg)
+        runner.run()
+    finally:
+        torch.set_num_threads(threads)
     assert runner.exception is None
 
 
