@@ -75,7 +75,9 @@ class ActivationMapCallback(Callback):
         relu_map: ReLU on the Grad-CAM map (None: the variant's definition).
         map_class: ``"label"`` (each subject's class) or ``"predicted"``.
         recovery_classes: ``"union"`` of the classes' significant features, or one class index.
-        loader_key: the split part to explain (``"test"``).
+        loader_key: the subjects to explain and count: a split part (``"test"``), a list of parts
+            (``["train", "valid", "test"]``) or ``"all"`` (every part: the paper counts the
+            frequency "across all subjects"). The maps of every explained subject are saved.
         checkpoint: checkpoint path inside a fold folder.
         ground_truth: ``ground_truth.json`` path; None looks at the dataset's ``ground_truth``
             attribute, then beside ``data.manifest``.
@@ -119,7 +121,7 @@ class ActivationMapCallback(Callback):
         relu_map: bool | None = None,
         map_class: str = "label",
         recovery_classes: str | int = "union",
-        loader_key: str = "test",
+        loader_key: str | Sequence[str] = "test",
         checkpoint: str = "checkpoints/best.pth",
         ground_truth: str | None = None,
         atlas: str | None = "power264",
@@ -141,7 +143,9 @@ class ActivationMapCallback(Callback):
         self.relu_map = relu_map
         self.map_class = map_class
         self.recovery_classes = recovery_classes
-        self.loader_key = loader_key
+        self.loader_key: str | list[str] = (
+            loader_key if loader_key == "all" else [loader_key] if isinstance(loader_key, str) else list(loader_key)
+        )
         self.checkpoint = checkpoint
         self.ground_truth = ground_truth
         self.atlas = atlas
@@ -150,7 +154,8 @@ class ActivationMapCallback(Callback):
         self.device = device
         self.views = view_specs(self.target_layers, self.view_order)
         self.significance_maps = {k: _plain(v) for k, v in self.significance_maps.items()}
-        kinds = ["gradcam", "guided_gradcam"]
+        # Per view: the paper's two maps, plus the one its significance is computed from.
+        self.kinds = {view: ["gradcam", "guided_gradcam"] for view in self.target_layers}
         for view, setting in self.significance_maps.items():
             if view not in self.target_layers:
                 raise ConfigError(
@@ -158,9 +163,8 @@ class ActivationMapCallback(Callback):
                     f"({sorted(self.target_layers)})"
                 )
             kind = significance_spec(setting, self.fraction, self.class_fraction)["map"]
-            if kind not in kinds:
-                kinds.append(kind)
-        self.kinds = kinds
+            if kind not in self.kinds[view]:
+                self.kinds[view].append(kind)
 
     # ------------------------------------------------------------------ events
     def on_experiment_end(self, runner: Any) -> None:
@@ -185,21 +189,13 @@ class ActivationMapCallback(Callback):
         """Maps, significance, figures and recovery of one fold; returns its summary."""
         stage_dir = Path(runner.stage_dir(stage))
         split = getattr(runner, "stage_indices", {}).get(stage, {})
-        if self.loader_key not in split:
-            raise ConfigError(
-                f"ActivationMapCallback: stage {stage!r} has no {self.loader_key!r} subjects "
-                f"(split parts: {sorted(split)})"
-            )
+        subjects = self.subject_indices(split, stage)
         dataset = runner.dataset
         if getattr(dataset, "has_missing_genotypes", False) and "train" in split:
             dataset.fit_imputation(split["train"])  # this fold's training subjects only
         model = runner.build_model()
         model.load_state_dict(self._load_weights(stage_dir / self.checkpoint))
-        loader = DataLoader(
-            Subset(dataset, np.asarray(split[self.loader_key], dtype=int).tolist()),
-            batch_size=self.batch_size,
-            shuffle=False,
-        )
+        loader = DataLoader(Subset(dataset, subjects.tolist()), batch_size=self.batch_size, shuffle=False)
         device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
         LOGGER.info("activation maps of %s: %d subjects", stage, len(loader.dataset))
         maps = compute_subject_maps(
@@ -244,6 +240,20 @@ class ActivationMapCallback(Callback):
         return summary
 
     # ------------------------------------------------------------------ helpers
+    def subject_indices(self, split: Mapping[str, Any], stage: str = "?") -> np.ndarray:
+        """Dataset indices of the subjects to explain: the split parts named by ``loader_key``
+        (``"all"``: every part of the split), in the order of the parts, each subject once."""
+        parts = list(split) if self.loader_key == "all" else list(self.loader_key)
+        missing = [p for p in parts if p not in split]
+        if missing or not parts:
+            raise ConfigError(
+                f"ActivationMapCallback: stage {stage!r} has no {missing or parts} subjects "
+                f"(split parts: {sorted(split)}); loader_key takes a part, a list of parts or 'all'"
+            )
+        indices = np.concatenate([np.asarray(split[p], dtype=int).reshape(-1) for p in parts])
+        _, first = np.unique(indices, return_index=True)
+        return indices[np.sort(first)]
+
     @staticmethod
     def _load_weights(path: Path) -> dict:
         if not path.is_file():

@@ -176,3 +176,45 @@ def test_significance_settings_per_view(tmp_path):
     absolute = analyse_subject_maps(tmp_path / "b", maps,
                                     {"snp": {"map": "gradient", "absolute": True}}, figures=False)
     assert absolute["n_significant"]["snps"] == {"class0": 2}
+
+
+def test_map_kinds_per_view_compute_only_what_is_asked():
+    model, data = small_model(), ToyCohort()
+    views = view_specs(LAYERS, ["fc", "snp"])
+    kinds = {"fc": ["gradcam", "guided_gradcam"], "snp": ["gradcam", "gradient"]}
+    maps = compute_subject_maps(model, DataLoader(data, batch_size=5), views, ["fc", "snp"], 2,
+                                kinds=kinds, progress=False)
+    assert {k for k in maps if k.endswith(("_fc", "_snp"))} == {
+        "gradcam_fc", "guided_gradcam_fc", "gradcam_snp", "gradient_snp"}
+    every = compute_subject_maps(model, DataLoader(data, batch_size=5), views, ["fc", "snp"], 2,
+                                 kinds=["gradcam", "gradient"], progress=False)
+    np.testing.assert_array_equal(maps["gradient_snp"], every["gradient_snp"])
+    from fusion.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="view"):
+        compute_subject_maps(model, DataLoader(data, batch_size=5), views, ["fc", "snp"], 2,
+                             kinds={"fc": ["gradcam"]}, progress=False)
+
+
+def test_callback_kinds_follow_each_views_significance_map():
+    from callbacks.activation_maps import ActivationMapCallback
+
+    callback = ActivationMapCallback(LAYERS, significance_maps={"fc": "guided_gradcam", "snp": "gradient"})
+    assert callback.kinds == {"fc": ["gradcam", "guided_gradcam"],
+                              "snp": ["gradcam", "guided_gradcam", "gradient"]}
+
+
+@pytest.mark.parametrize("loader_key, expected", [
+    ("test", [8, 9, 10, 11]),
+    (["valid", "test"], [6, 7, 8, 9, 10, 11]),
+    ("all", list(range(12))),
+])
+def test_callback_subjects_from_split_parts(loader_key, expected):
+    from callbacks.activation_maps import ActivationMapCallback
+    from fusion.errors import ConfigError
+
+    split = {"train": np.arange(6), "valid": np.arange(6, 8), "test": np.arange(8, 12)}
+    callback = ActivationMapCallback(LAYERS, loader_key=loader_key)
+    assert callback.subject_indices(split).tolist() == expected
+    with pytest.raises(ConfigError, match="no \\['holdout'\\] subjects"):
+        ActivationMapCallback(LAYERS, loader_key="holdout").subject_indices(split, "fold_00")

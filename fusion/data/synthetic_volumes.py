@@ -133,7 +133,11 @@ class VAECohortKnobs:
         icn_effect_sd: patients' loss at the peak of the effect node, in units of ``noise_sd``
             (noise only; amplitude and jitter add to the subject variability at that voxel).
         gm_reduction: patients' fractional gray-matter loss at the centre of each effect region.
-        effect_icns: 0-based indices of the ICNs that carry the effect.
+        effect_icns: 0-based indices of the ICNs that carry the effect. The defaults, one per
+            domain but DM (putamen SC, superior temporal AU, postcentral SM, lingual VI, middle
+            frontal CC, cerebellar CB), are two-node networks whose nodes lie 28-108 mm apart: on a
+            midline pair 12 mm apart (as in every DM network) the effect on one node blurs into
+            its twin and is barely visible.
         gm_regions: names of the gray-matter effect regions (keys of ``GM_REGIONS``).
         gm_region_sigma_mm: width (Gaussian sigma, mm) of each gray-matter effect region.
         peak_z: value of a primary node's peak (z units).
@@ -151,8 +155,8 @@ class VAECohortKnobs:
     """
 
     icn_effect_sd: float = 5.0
-    gm_reduction: float = 0.04
-    effect_icns: tuple[int, ...] = (4, 5, 23, 33, 45, 49)
+    gm_reduction: float = 0.12
+    effect_icns: tuple[int, ...] = (2, 5, 7, 23, 30, 49)
     gm_regions: tuple[str, ...] = ("superior_temporal", "insula", "thalamus", "anterior_cingulate")
     gm_region_sigma_mm: float = 10.0
     peak_z: float = 8.0

@@ -79,7 +79,7 @@ def compute_subject_maps(
     upsample_mode: str = "nearest",
     relu_map: bool | None = None,
     map_class: str = "label",
-    kinds: Sequence[str] = ("gradcam", "guided_gradcam"),
+    kinds: Sequence[str] | Mapping[str, Sequence[str]] = ("gradcam", "guided_gradcam"),
     device: str | torch.device = "cpu",
     progress: bool = True,
 ) -> dict[str, np.ndarray]:
@@ -93,7 +93,9 @@ def compute_subject_maps(
         n_classes: number of classes C.
         variant, upsample_mode, relu_map: Grad-CAM options (:func:`fusion.interpret.gradcam.grad_cam`).
         map_class: ``"label"`` (each subject's own class) or ``"predicted"``.
-        kinds: map kinds to compute, from :data:`MAP_KINDS`.
+        kinds: map kinds to compute, from :data:`MAP_KINDS`: one list for every view, or
+            ``{view name: list}`` (each backward pass through the FC network costs ~100x one
+            through the SNP network, so compute there only what is used).
         device: where to run the model.
 
     Returns:
@@ -103,15 +105,25 @@ def compute_subject_maps(
     """
     if map_class not in ("label", "predicted"):
         raise ConfigError(f"map_class must be 'label' or 'predicted', got {map_class!r}")
-    unknown = sorted(set(kinds) - set(MAP_KINDS))
-    if unknown or not kinds:
-        raise ConfigError(f"map kinds {unknown or list(kinds)} are not a non-empty subset of {MAP_KINDS}")
+    if isinstance(kinds, Mapping):
+        missing = [v.name for v in views if v.name not in kinds]
+        if missing:
+            raise ConfigError(f"kinds names no map kinds for the view(s) {missing}")
+        view_kinds = {v.name: list(kinds[v.name]) for v in views}
+    else:
+        view_kinds = {v.name: list(kinds) for v in views}
+    for name, chosen in view_kinds.items():
+        unknown = sorted(set(chosen) - set(MAP_KINDS))
+        if unknown or not chosen:
+            raise ConfigError(
+                f"map kinds {unknown or chosen} of view {name!r} are not a non-empty subset of {MAP_KINDS}"
+            )
     for view in views:
         resolve_layer(model, view.layer)
     model = model.to(device)
     out: dict[str, list] = {k: [] for k in ("labels", "predicted", "probabilities", "index")}
     for view in views:
-        for kind in kinds:
+        for kind in view_kinds[view.name]:
             out[f"{kind}_{view.name}"] = []
     was_training = model.training
     model.eval()
@@ -129,8 +141,8 @@ def compute_subject_maps(
             for view in views:
                 spatial = tuple(inputs[view.input_index].shape[2:])
                 rows = torch.arange(len(chosen))
-                for kind, values in _view_maps(model, inputs, view, n_classes, kinds, spatial,
-                                               variant, upsample_mode, relu_map).items():
+                for kind, values in _view_maps(model, inputs, view, n_classes, view_kinds[view.name],
+                                               spatial, variant, upsample_mode, relu_map).items():
                     values = values[rows, chosen.to(values.device)]  # each subject's class
                     out[f"{kind}_{view.name}"].append(values.cpu().numpy().astype(np.float32))
             out["labels"].append(labels.numpy())
