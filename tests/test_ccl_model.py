@@ -104,3 +104,19 @@ def test_m_views_and_c_classes():
 def test_wrong_input_shape_is_named():
     with pytest.raises(InputError, match=r"FCNet expects input of shape \(B, 1, 264, 264\)"):
         FCNet()(torch.randn(1, 1, 200, 200))
+
+
+def test_single_view_shares_modules_and_gives_that_views_logits():
+    from fusion.errors import ConfigError
+
+    torch.manual_seed(0)
+    model = CollaborativeNet().eval()
+    fc, snp = torch.randn(2, 1, 264, 264), torch.randint(0, 3, (2, 1, 750)).float()
+    full = model(fc, snp)
+    only_snp = model.single_view("snp")
+    torch.testing.assert_close(only_snp(snp), full[:, 1:2], rtol=0, atol=0)
+    torch.testing.assert_close(model.single_view("fc")(fc), full[:, 0:1], rtol=0, atol=0)
+    assert only_snp.collab["snp"] is model.collab["snp"] and only_snp.views["snp"] is model.views["snp"]
+    assert {n for n, _ in only_snp.named_modules()} >= {"views.snp.features.conv1.relu"}
+    with pytest.raises(ConfigError, match="no view 'mri'"):
+        model.single_view("mri")

@@ -121,6 +121,7 @@ def compute_subject_maps(
     for view in views:
         resolve_layer(model, view.layer)
     model = model.to(device)
+    single = {v.name: model.single_view(v.name) for v in views} if hasattr(model, "single_view") else {}
     out: dict[str, list] = {k: [] for k in ("labels", "predicted", "probabilities", "index")}
     for view in views:
         for kind in view_kinds[view.name]:
@@ -141,7 +142,11 @@ def compute_subject_maps(
             for view in views:
                 spatial = tuple(inputs[view.input_index].shape[2:])
                 rows = torch.arange(len(chosen))
-                for kind, values in _view_maps(model, inputs, view, n_classes, view_kinds[view.name],
+                explained, view_inputs, spec = model, inputs, view
+                if hasattr(model, "single_view"):  # a collaborative network: run this view only
+                    explained, view_inputs = single[view.name], (inputs[view.input_index],)
+                    spec = ViewSpec(view.name, input_index=0, view_index=0, layer=view.layer)
+                for kind, values in _view_maps(explained, view_inputs, spec, n_classes, view_kinds[view.name],
                                                spatial, variant, upsample_mode, relu_map).items():
                     values = values[rows, chosen.to(values.device)]  # each subject's class
                     out[f"{kind}_{view.name}"].append(values.cpu().numpy().astype(np.float32))

@@ -200,6 +200,23 @@ class CollaborativeNet(nn.Module):
     def n_views(self) -> int:
         return len(self.view_names)
 
+    def single_view(self, name: str) -> "CollaborativeNet":
+        """The network of one view and its collaborative head, sharing this model's modules.
+
+        A view's logits depend on that view's input only, so its maps can be computed without
+        running the other views (for the FC view's maps the SNP network is skipped, and, which
+        matters more, the 264 x 264 FC network for the SNP view's maps). Module paths stay the
+        same (``views.<name>...``); the returned model takes one input and returns ``(B, 1, C)``.
+        """
+        if name not in self.views:
+            from fusion.errors import ConfigError
+
+            raise ConfigError(f"CollaborativeNet has no view {name!r} (views: {self.view_names})")
+        sub = CollaborativeNet({name: self.views[name]}, self.n_classes,
+                               feature_dims={name: self.collab[name].in_features})
+        sub.collab[name] = self.collab[name]
+        return sub.train(self.training)
+
     def representations(self, *inputs: torch.Tensor) -> list[torch.Tensor]:
         """Each view's flattened representation ``(B, d_i)``, in views order (the collaborative
         layer's inputs; used as features by the CCL+SVM / CCL+RF baselines)."""
