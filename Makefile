@@ -3,6 +3,9 @@
 #   make test                 install and run the test suite
 #   make vae LOGDIR=runs/x ARGS='model.latent_dim=32 folds.n_splits=5'
 SHELL := /bin/bash
+# Let Python cache bytecode in .venv even where the environment says not to: without the cache
+# every process compiles torch, catalyst and nilearn again (imports take ~21 s instead of ~10 s).
+unexport PYTHONDONTWRITEBYTECODE
 PYTHON ?= python3
 VENV := .venv
 BIN := $(abspath $(VENV)/bin)
@@ -25,7 +28,7 @@ HYDRA := $(BIN)/catalyst-dl run --hydra --config-dir conf
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q "pip<24.1"   # catalyst 21.12 metadata is rejected by pip>=24.1
-	$(BIN)/pip install -q --no-compile "$(TORCH_SPEC)"   # no .pyc up front: halves the install time
+	$(BIN)/pip install -q --no-compile "$(TORCH_SPEC)"   # .pyc written on first import, for what is used
 	$(BIN)/pip install -q --no-compile -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
