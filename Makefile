@@ -71,7 +71,8 @@ ccl-table3: $(STAMP) $(CCL_MANIFEST)
 # The demo trains the VAE for one epoch per fold (~5 min; the default config trains five).
 DEMO_VAE_ARGS ?= stage.num_epochs=1
 
-demo: $(STAMP) cohorts
+demo: $(STAMP)
+	$(MAKE) --no-print-directory -j2 cohorts   # the two cohorts are built side by side
 	$(MAKE) --no-print-directory vae LOGDIR=runs/demo/vae ARGS='$(DEMO_VAE_ARGS)'
 	$(MAKE) --no-print-directory ccl LOGDIR=runs/demo/ccl
 	@echo; echo "VAE results: runs/demo/vae/results.json  report: runs/demo/vae/report.md"
