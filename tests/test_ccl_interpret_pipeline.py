@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fusion import io
+from fusion.errors import InputError
 from fusion.interpret.ccl_maps import (
     analyse_subject_maps,
     compute_subject_maps,
@@ -73,6 +74,14 @@ def test_subject_maps_are_each_subjects_class_map():
         ggc = guided_grad_cam(model, (fc[i:i + 1], snp[i:i + 1]), LAYERS["snp"], target,
                               input_index=1)
         np.testing.assert_allclose(maps["guided_gradcam_snp"][i], ggc[0, 0].numpy(), atol=1e-6)
+
+
+def test_subject_maps_reject_a_label_outside_the_classes():
+    model, data = small_model(), ToyCohort()
+    data.labels = data.labels * 2  # classes 0 and 2 for a 2-class model
+    with pytest.raises(InputError, match=r"outside 0\.\.1"):
+        compute_subject_maps(model, DataLoader(data, batch_size=4), view_specs(LAYERS, ["fc", "snp"]),
+                             ["fc", "snp"], 2, progress=False)
 
 
 def test_analysis_writes_tables_and_recovery(tmp_path):

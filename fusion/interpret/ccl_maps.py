@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from fusion import io
 from fusion.errors import ConfigError, InputError
 from fusion.interpret import significance as sig
-from fusion.interpret.gradcam import grad_cam, resolve_layer, view_class_target
+from fusion.interpret.gradcam import grad_cam, resolve_layer
 from fusion.interpret.guided_backprop import guided_backprop, input_gradient
 from fusion.interpret.recovery import recovery_scores
 
@@ -139,16 +139,17 @@ def compute_subject_maps(
                 logits = model(*inputs)
             probs = logits.softmax(dim=-1).mean(dim=1)
             chosen = labels if map_class == "label" else probs.argmax(dim=1).cpu()
+            if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= n_classes):
+                raise InputError(f"class indices {sorted(set(chosen.tolist()))} are outside 0..{n_classes - 1}")
             for view in views:
                 spatial = tuple(inputs[view.input_index].shape[2:])
-                rows = torch.arange(len(chosen))
                 explained, view_inputs, spec = model, inputs, view
                 if hasattr(model, "single_view"):  # a collaborative network: run this view only
                     explained, view_inputs = single[view.name], (inputs[view.input_index],)
                     spec = ViewSpec(view.name, input_index=0, view_index=0, layer=view.layer)
-                for kind, values in _view_maps(explained, view_inputs, spec, n_classes, view_kinds[view.name],
+                target = _subject_class_target(spec.view_index, chosen.to(device))
+                for kind, values in _view_maps(explained, view_inputs, spec, target, view_kinds[view.name],
                                                spatial, variant, upsample_mode, relu_map).items():
-                    values = values[rows, chosen.to(values.device)]  # each subject's class
                     out[f"{kind}_{view.name}"].append(values.cpu().numpy().astype(np.float32))
             out["labels"].append(labels.numpy())
             out["predicted"].append(probs.argmax(dim=1).cpu().numpy())
@@ -162,29 +163,39 @@ def compute_subject_maps(
     return {k: np.concatenate(v) for k, v in out.items()}
 
 
-def _view_maps(model, inputs, view, n_classes, kinds, spatial, variant, upsample_mode, relu_map):
-    """Maps of one view for every class: ``{kind: (B, C, *spatial)}``."""
-    per_class: dict[str, list[torch.Tensor]] = {k: [] for k in kinds}
-    need_cam = {"gradcam", "guided_gradcam"} & set(kinds)
-    need_guided = {"guided_backprop", "guided_gradcam"} & set(kinds)
-    for c in range(n_classes):
-        target = view_class_target(view.view_index, c)
-        cam = gbp = None
-        if need_cam:
-            cam = grad_cam(model, inputs, view.layer, target, variant=variant, upsample_to=spatial,
-                           upsample_mode=upsample_mode, relu_map=relu_map)
-        if need_guided:
-            gbp = guided_backprop(model, inputs, target, view.input_index)[:, 0]
-        for kind in kinds:
-            if kind == "gradcam":
-                per_class[kind].append(cam)
-            elif kind == "guided_gradcam":
-                per_class[kind].append(cam * gbp)
-            elif kind == "guided_backprop":
-                per_class[kind].append(gbp)
-            else:
-                per_class[kind].append(input_gradient(model, inputs, target, view.input_index)[:, 0])
-    return {kind: torch.stack(maps, dim=1) for kind, maps in per_class.items()}
+def _subject_class_target(view_index: int, classes: torch.Tensor):
+    """Target scoring each subject by its own class: ``logits[b, view_index, classes[b]]``.
+
+    In eval mode the subjects of a batch do not interact, so the gradient of the summed scores
+    gives every subject the map of its own class in one backward pass (not one per class).
+    """
+
+    def score(output: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(output.shape[0], device=output.device)
+        return output[rows, view_index, classes]
+
+    return score
+
+
+def _view_maps(model, inputs, view, target, kinds, spatial, variant, upsample_mode, relu_map):
+    """Maps of one view for the score selected by ``target``: ``{kind: (B, *spatial)}``."""
+    cam = gbp = None
+    if {"gradcam", "guided_gradcam"} & set(kinds):
+        cam = grad_cam(model, inputs, view.layer, target, variant=variant, upsample_to=spatial,
+                       upsample_mode=upsample_mode, relu_map=relu_map)
+    if {"guided_backprop", "guided_gradcam"} & set(kinds):
+        gbp = guided_backprop(model, inputs, target, view.input_index)[:, 0]
+    maps = {}
+    for kind in kinds:
+        if kind == "gradcam":
+            maps[kind] = cam
+        elif kind == "guided_gradcam":
+            maps[kind] = cam * gbp
+        elif kind == "guided_backprop":
+            maps[kind] = gbp
+        else:
+            maps[kind] = input_gradient(model, inputs, target, view.input_index)[:, 0]
+    return maps
 
 
 def significance_spec(
