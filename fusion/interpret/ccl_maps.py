@@ -121,7 +121,15 @@ def compute_subject_maps(
     for view in views:
         resolve_layer(model, view.layer)
     model = model.to(device)
-    single = {v.name: model.single_view(v.name) for v in views} if hasattr(model, "single_view") else {}
+    # What each view's maps are computed on: for a collaborative network only that view's branch
+    # and head (the FC network is not run for the SNP maps); otherwise the whole model.
+    plans: dict[str, tuple[nn.Module, ViewSpec, tuple[int, ...]]] = {}
+    for view in views:
+        if hasattr(model, "single_view"):
+            plans[view.name] = (model.single_view(view.name), ViewSpec(view.name, 0, 0, view.layer),
+                                (view.input_index,))
+        else:
+            plans[view.name] = (model, view, tuple(range(len(view_order))))
     out: dict[str, list] = {k: [] for k in ("labels", "predicted", "probabilities", "index")}
     for view in views:
         for kind in view_kinds[view.name]:
@@ -143,13 +151,11 @@ def compute_subject_maps(
                 raise InputError(f"class indices {sorted(set(chosen.tolist()))} are outside 0..{n_classes - 1}")
             for view in views:
                 spatial = tuple(inputs[view.input_index].shape[2:])
-                explained, view_inputs, spec = model, inputs, view
-                if hasattr(model, "single_view"):  # a collaborative network: run this view only
-                    explained, view_inputs = single[view.name], (inputs[view.input_index],)
-                    spec = ViewSpec(view.name, input_index=0, view_index=0, layer=view.layer)
+                explained, spec, used = plans[view.name]
                 target = _subject_class_target(spec.view_index, chosen.to(device))
-                for kind, values in _view_maps(explained, view_inputs, spec, target, view_kinds[view.name],
-                                               spatial, variant, upsample_mode, relu_map).items():
+                for kind, values in _view_maps(explained, tuple(inputs[i] for i in used), spec, target,
+                                               view_kinds[view.name], spatial, variant, upsample_mode,
+                                               relu_map).items():
                     out[f"{kind}_{view.name}"].append(values.cpu().numpy().astype(np.float32))
             out["labels"].append(labels.numpy())
             out["predicted"].append(probs.argmax(dim=1).cpu().numpy())

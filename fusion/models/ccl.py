@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
+from fusion.errors import ConfigError, InputError
+
 
 def _stage(
     dims: int,
@@ -76,8 +78,6 @@ class _ViewNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the flattened representation ``(B, out_features)``."""
         if tuple(x.shape[1:]) != self.input_shape:
-            from fusion.errors import InputError
-
             raise InputError(
                 f"{type(self).__name__} expects input of shape (B, {', '.join(map(str, self.input_shape))}), "
                 f"got {tuple(x.shape)}"
@@ -165,12 +165,8 @@ class CollaborativeNet(nn.Module):
         if views is None:
             views = {"fc": FCNet(), "snp": SNPNet()}
         if len(views) < 1:
-            from fusion.errors import ConfigError
-
             raise ConfigError("CollaborativeNet needs at least one view")
         if n_classes < 2:
-            from fusion.errors import ConfigError
-
             raise ConfigError(f"n_classes must be >= 2, got {n_classes}")
         self.views = nn.ModuleDict(dict(views))
         self.view_names = list(self.views.keys())
@@ -180,8 +176,6 @@ class CollaborativeNet(nn.Module):
         for name, net in self.views.items():
             dim = dims.get(name, getattr(net, "out_features", None))
             if dim is None:
-                from fusion.errors import ConfigError
-
                 raise ConfigError(f"view {name!r} has no out_features; give feature_dims[{name!r}]")
             heads[name] = nn.Linear(int(dim), self.n_classes)
         self.collab = nn.ModuleDict(heads)
@@ -209,8 +203,6 @@ class CollaborativeNet(nn.Module):
         same (``views.<name>...``); the returned model takes one input and returns ``(B, 1, C)``.
         """
         if name not in self.views:
-            from fusion.errors import ConfigError
-
             raise ConfigError(f"CollaborativeNet has no view {name!r} (views: {self.view_names})")
         sub = CollaborativeNet({name: self.views[name]}, self.n_classes,
                                feature_dims={name: self.collab[name].in_features})
@@ -221,8 +213,6 @@ class CollaborativeNet(nn.Module):
         """Each view's flattened representation ``(B, d_i)``, in views order (the collaborative
         layer's inputs; used as features by the CCL+SVM / CCL+RF baselines)."""
         if len(inputs) != self.n_views:
-            from fusion.errors import InputError
-
             raise InputError(
                 f"CollaborativeNet has views {self.view_names} but got {len(inputs)} input tensor(s)"
             )
