@@ -65,10 +65,14 @@ class ActivationMapCallback(Callback):
         fraction: per-subject threshold, share of the subject's maximum (paper: 0.05).
         class_fraction: significant when kept in more than this share of a class (paper: 0.7).
         significance_maps: per view, the map its significance is computed from: a kind
-            (``"gradcam"``, ``"guided_gradcam"``, ``"guided_backprop"``, ``"gradient"``) or a
-            mapping ``{map, fraction, class_fraction, absolute}`` overriding the shared
-            thresholds (see ``fusion.interpret.ccl_maps.significance_spec``). Default: Grad-CAM
-            on signed values with the shared thresholds, for every view (the paper's rule).
+            (``"gradcam"``, ``"guided_gradcam"``, ``"guided_backprop"``, ``"gradient"``,
+            ``"integrated_gradients"``) or a mapping ``{map, rule, fraction, class_fraction,
+            absolute}`` overriding the shared thresholds and rule (see
+            ``fusion.interpret.ccl_maps.significance_spec``). Default: Grad-CAM on signed values
+            with the shared thresholds, for every view (the paper's rule). A view with
+            ``rule: contrast`` gets its maps for every class (``<kind>_<view>_by_class.npy``).
+        ig_steps: points of the integrated-gradients path; the reference input of a view is the
+            mean of that fold's training subjects.
         view_order: the model's inputs = batch keys, in order.
         n_classes: number of classes.
         upsample_mode: interpolation mode from the layer to the input size.
@@ -127,6 +131,7 @@ class ActivationMapCallback(Callback):
         batch_size: int = 8,
         figures: bool = True,
         device: str | None = None,
+        ig_steps: int = 32,
     ) -> None:
         super().__init__(
             order=CallbackOrder.ExternalExtra, node=CallbackNode.master, scope=CallbackScope.experiment
@@ -151,19 +156,23 @@ class ActivationMapCallback(Callback):
         self.batch_size = int(batch_size)
         self.figures = bool(figures)
         self.device = device
+        self.ig_steps = int(ig_steps)
         self.views = view_specs(self.target_layers, self.view_order)
         self.significance_maps = {k: _plain(v) for k, v in self.significance_maps.items()}
         # Per view: the paper's two maps, plus the one its significance is computed from.
         self.kinds = {view: ["gradcam", "guided_gradcam"] for view in self.target_layers}
+        self.by_class: list[str] = []
         for view, setting in self.significance_maps.items():
             if view not in self.target_layers:
                 raise ConfigError(
                     f"significance_maps names view {view!r}, which has no target layer "
                     f"({sorted(self.target_layers)})"
                 )
-            kind = significance_spec(setting, self.fraction, self.class_fraction)["map"]
-            if kind not in self.kinds[view]:
-                self.kinds[view].append(kind)
+            spec = significance_spec(setting, self.fraction, self.class_fraction)
+            if spec["map"] not in self.kinds[view]:
+                self.kinds[view].append(spec["map"])
+            if spec["rule"] == "contrast":
+                self.by_class.append(view)
 
     # ------------------------------------------------------------------ events
     def on_experiment_end(self, runner: Any) -> None:
@@ -200,7 +209,8 @@ class ActivationMapCallback(Callback):
         maps = compute_subject_maps(
             model, loader, self.views, self.view_order, self.n_classes, variant=self.variant,
             upsample_mode=self.upsample_mode, relu_map=self.relu_map, map_class=self.map_class,
-            kinds=self.kinds, device=device,
+            kinds=self.kinds, device=device, by_class=self.by_class,
+            baselines=self.baselines(dataset, split), ig_steps=self.ig_steps,
         )
         save_subject_maps(stage_dir / "maps", maps)
         roi_networks = roi_coords = None
@@ -239,6 +249,24 @@ class ActivationMapCallback(Callback):
         return summary
 
     # ------------------------------------------------------------------ helpers
+    def baselines(self, dataset: Any, split: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """Integrated-gradients reference of each view that needs one: the mean input of the
+        fold's training subjects, ``(1, 1, *spatial)`` (genotypes: mean dosage per SNP)."""
+        views = [v for v, kinds in self.kinds.items() if "integrated_gradients" in kinds]
+        if not views:
+            return {}
+        if "train" not in split or not len(split["train"]):
+            raise ConfigError("integrated gradients need the fold's training subjects for their reference input")
+        train = [int(i) for i in split["train"]]
+        out = {}
+        for view in views:
+            total = None
+            for i in train:
+                x = dataset[i][view].to(torch.float64)
+                total = x if total is None else total + x
+            out[view] = (total / len(train)).to(torch.float32).unsqueeze(0)
+        return out
+
     def subject_indices(self, split: Mapping[str, Any], stage: str = "?") -> np.ndarray:
         """Dataset indices of the subjects to explain: the split parts named by ``loader_key``
         (``"all"``: every part of the split), in the order of the parts, each subject once."""

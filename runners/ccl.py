@@ -4,8 +4,10 @@ What happens to a batch: the views' tensors (``batch[name]`` for each view of th
 model's order: ``fc`` then ``snp``) go through the collaborative network; the collaborative
 cross-entropy (the ``criterion`` node) of the per-view logits ``(B, m, C)`` is the loss; the
 accuracy of the mean-of-views prediction and, when the criterion has a ``terms`` method, the
-loss's terms (``label_loss``, ``pair_loss``) are logged beside it, so that checkpoint selection
-and early stopping can monitor the classification term alone (``stage.monitor``).
+loss's terms (``label_loss``, ``pair_loss``) and each view's own cross-entropy
+(``label_loss_fc``, ``label_loss_snp``) are logged beside it, so that checkpoint selection and
+early stopping can monitor the classification term alone, or each view on its own
+(``callbacks.per_view_checkpoint``).
 
 Differences from :class:`runners.base.ConfigRunner`:
 
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusion.losses.collaborative import view_label_losses
 from runners.base import ConfigRunner, fold_stage_name
 
 
@@ -76,6 +79,9 @@ class CCLRunner(ConfigRunner):
         if callable(terms):
             with torch.no_grad():
                 metrics.update(terms(logits, target))
+        with torch.no_grad():
+            per_view = view_label_losses(logits, target)
+        metrics.update({f"label_loss_{name}": value for name, value in zip(self.view_names(), per_view)})
         self.batch_metrics.update(metrics)
 
 

@@ -78,6 +78,28 @@ def test_best_checkpoint_follows_the_validation_label_loss(ccl_run):
 
 
 @pytest.mark.slow
+def test_test_metrics_and_maps_use_each_views_best_epoch(ccl_run):
+    """conf/ccl.yaml: best_per_view.pth holds each view's branch from its own best epoch."""
+    from fusion import io
+
+    valid = pd.read_csv(ccl_run / "fold_00" / "logs" / "valid.csv")
+    saved = io.load_checkpoint(ccl_run / "fold_00" / "checkpoints" / "best_per_view.pth")
+    for view in ("fc", "snp"):
+        k = int(valid[f"label_loss_{view}"].idxmin())
+        assert saved["epochs"][view] == int(valid["epoch"][k])
+        assert saved["scores"][view] == pytest.approx(valid[f"label_loss_{view}"].min())
+    # the logged per-view losses average to the label term
+    np.testing.assert_allclose((valid["label_loss_fc"] + valid["label_loss_snp"]) / 2, valid["label_loss"], rtol=1e-5)
+    # the SNP significance of conf/ccl.yaml: integrated gradients of every class, class contrast
+    maps = ccl_run / "fold_00" / "maps"
+    every = np.load(maps / "integrated_gradients_snp_by_class.npy")
+    labels = np.load(maps / "subjects.npz")["labels"]
+    assert every.shape == (len(labels), 2, 750)
+    summary = json.loads((ccl_run / "fold_00" / "interpretation" / "summary.json").read_text())
+    assert summary["significance"]["snp"]["rule"] == "contrast"
+
+
+@pytest.mark.slow
 def test_table3_on_the_same_test_subjects(ccl_run):
     from fusion.cli.ccl_table3 import table3
     from fusion.evaluate.baselines import ROWS, BaselineSettings

@@ -85,9 +85,12 @@ def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F8
     folds = load_folds(logdir / "splits.json", dataset.subject_ids)
     settings = settings or bl.BaselineSettings()
     per_fold = []
+    # the checkpoint the run's test metrics came from (best_per_view.pth in conf/ccl.yaml)
+    test_cb = (config.get("callbacks") or {}).get("test") or {}
+    checkpoint = str(test_cb.get("checkpoint") or "best.pth")
     for k, fold in enumerate(folds):
         stage = f"fold_{k:02d}"
-        ckpt = logdir / stage / "checkpoints" / "best.pth"
+        ckpt = logdir / stage / "checkpoints" / checkpoint
         if not ckpt.is_file():
             log.warning("skipping %s: no checkpoint", stage)
             continue

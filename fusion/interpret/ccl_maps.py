@@ -8,10 +8,12 @@ Both are plain PyTorch/NumPy; ``callbacks.activation_maps.ActivationMapCallback`
 Each subject gets the map of one class, its own (``map_class="label"``, default: the paper's
 class-specific maps are averaged within each class) or the predicted one (``"predicted"``).
 
-Map kinds: ``gradcam`` and ``guided_gradcam`` (the paper's), and, for comparison,
-``guided_backprop`` and ``gradient`` (plain input gradient, not in the paper). Significance can be
-computed from any of them, on the signed values (paper) or on their magnitude (``absolute``), with
-per-view thresholds (see :func:`significance_spec`).
+Map kinds: ``gradcam`` and ``guided_gradcam`` (the paper's), and, not in the paper,
+``guided_backprop``, ``gradient`` (plain input gradient) and ``integrated_gradients`` (against a
+reference input, by default the training subjects' mean). Significance can be computed from any
+of them, by the paper's frequency rule on the signed values or on their magnitude
+(``absolute``), or by the class-contrast rule, which needs every subject's map for every class
+(``rule: contrast``; :func:`significance_spec`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ from fusion.errors import ConfigError, InputError
 from fusion.interpret import significance as sig
 from fusion.interpret.gradcam import grad_cam, resolve_layer
 from fusion.interpret.guided_backprop import guided_backprop, input_gradient
+from fusion.interpret.integrated_gradients import integrated_gradients
 from fusion.interpret.recovery import recovery_scores
 
-MAP_KINDS = ("gradcam", "guided_gradcam", "guided_backprop", "gradient")
+MAP_KINDS = ("gradcam", "guided_gradcam", "guided_backprop", "gradient", "integrated_gradients")
+RULES = ("frequency", "contrast")
+BY_CLASS = "_by_class"  # suffix of the (n, C, *spatial) arrays: every subject's map of every class
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,9 @@ def compute_subject_maps(
     kinds: Sequence[str] | Mapping[str, Sequence[str]] = ("gradcam", "guided_gradcam"),
     device: str | torch.device = "cpu",
     progress: bool = True,
+    by_class: Sequence[str] = (),
+    baselines: Mapping[str, torch.Tensor] | None = None,
+    ig_steps: int = 32,
 ) -> dict[str, np.ndarray]:
     """Per-subject Grad-CAM and guided Grad-CAM maps for every view.
 
@@ -97,11 +105,17 @@ def compute_subject_maps(
             ``{view name: list}`` (each backward pass through the FC network costs ~100x one
             through the SNP network, so compute there only what is used).
         device: where to run the model.
+        by_class: views whose maps are computed for every class too (the contrast rule needs
+            them): ``"<kind>_<view>_by_class"`` ``(n, C, *spatial)``; costs C backward passes
+            per batch instead of one.
+        baselines: reference input per view for ``integrated_gradients``, broadcastable to
+            ``(B, channels, *spatial)``; a view without one uses 0.
+        ig_steps: points of the integrated-gradients path.
 
     Returns:
         ``{"<kind>_<view>": (n, *input spatial) for each kind and view, "labels": (n,),
         "predicted": (n,), "probabilities": (n, C), "index": (n,)}``, float32 maps in the order
-        of the batches.
+        of the batches, plus the ``_by_class`` arrays.
     """
     if map_class not in ("label", "predicted"):
         raise ConfigError(f"map_class must be 'label' or 'predicted', got {map_class!r}")
@@ -118,6 +132,10 @@ def compute_subject_maps(
             raise ConfigError(
                 f"map kinds {unknown or chosen} of view {name!r} are not a non-empty subset of {MAP_KINDS}"
             )
+    unknown_views = sorted(set(by_class) - {v.name for v in views})
+    if unknown_views:
+        raise ConfigError(f"by_class names view(s) {unknown_views} that are not explained")
+    baselines = dict(baselines or {})
     for view in views:
         resolve_layer(model, view.layer)
     model = model.to(device)
@@ -134,6 +152,8 @@ def compute_subject_maps(
     for view in views:
         for kind in view_kinds[view.name]:
             out[f"{kind}_{view.name}"] = []
+            if view.name in by_class:
+                out[f"{kind}_{view.name}{BY_CLASS}"] = []
     was_training = model.training
     model.eval()
     try:
@@ -152,10 +172,21 @@ def compute_subject_maps(
             for view in views:
                 spatial = tuple(inputs[view.input_index].shape[2:])
                 explained, spec, used = plans[view.name]
+                args = (explained, tuple(inputs[i] for i in used), spec)
+                options = (view_kinds[view.name], spatial, variant, upsample_mode, relu_map,
+                           baselines.get(view.name), ig_steps)
+                if view.name in by_class:
+                    every = [_view_maps(*args, _subject_class_target(spec.view_index, torch.full_like(chosen, c).to(device)),
+                                        *options)
+                             for c in range(n_classes)]
+                    rows = torch.arange(len(chosen))
+                    for kind in view_kinds[view.name]:
+                        stacked = torch.stack([m[kind] for m in every], dim=1)  # (B, C, *spatial)
+                        out[f"{kind}_{view.name}{BY_CLASS}"].append(stacked.cpu().numpy().astype(np.float32))
+                        out[f"{kind}_{view.name}"].append(stacked[rows, chosen.cpu()].cpu().numpy().astype(np.float32))
+                    continue
                 target = _subject_class_target(spec.view_index, chosen.to(device))
-                for kind, values in _view_maps(explained, tuple(inputs[i] for i in used), spec, target,
-                                               view_kinds[view.name], spatial, variant, upsample_mode,
-                                               relu_map).items():
+                for kind, values in _view_maps(*args, target, *options).items():
                     out[f"{kind}_{view.name}"].append(values.cpu().numpy().astype(np.float32))
             out["labels"].append(labels.numpy())
             out["predicted"].append(probs.argmax(dim=1).cpu().numpy())
@@ -183,7 +214,8 @@ def _subject_class_target(view_index: int, classes: torch.Tensor):
     return score
 
 
-def _view_maps(model, inputs, view, target, kinds, spatial, variant, upsample_mode, relu_map):
+def _view_maps(model, inputs, view, target, kinds, spatial, variant, upsample_mode, relu_map,
+               baseline=None, ig_steps=32):
     """Maps of one view for the score selected by ``target``: ``{kind: (B, *spatial)}``."""
     cam = gbp = None
     if {"gradcam", "guided_gradcam"} & set(kinds):
@@ -199,6 +231,10 @@ def _view_maps(model, inputs, view, target, kinds, spatial, variant, upsample_mo
             maps[kind] = cam * gbp
         elif kind == "guided_backprop":
             maps[kind] = gbp
+        elif kind == "integrated_gradients":
+            if baseline is not None:
+                baseline = baseline.to(device=inputs[view.input_index].device, dtype=torch.float32)
+            maps[kind] = integrated_gradients(model, inputs, target, view.input_index, baseline, ig_steps)[:, 0]
         else:
             maps[kind] = input_gradient(model, inputs, target, view.input_index)[:, 0]
     return maps
@@ -210,20 +246,24 @@ def significance_spec(
     """Normalise one view's significance setting.
 
     ``spec`` is a map kind (``"gradcam"``), using the shared thresholds on signed values, or a
-    mapping ``{map: kind, fraction: .., class_fraction: .., absolute: bool}`` whose missing keys
-    take the shared values (``absolute`` defaults to False: the paper thresholds signed maps).
+    mapping ``{map: kind, rule: .., fraction: .., class_fraction: .., absolute: bool}`` whose
+    missing keys take the shared values (``absolute`` defaults to False: the paper thresholds
+    signed maps). ``rule``: ``frequency`` (the paper's, default) or ``contrast``
+    (:mod:`fusion.interpret.significance`; ``fraction`` is then its threshold relative to the
+    largest contrast and ``class_fraction`` is not used).
     """
     if isinstance(spec, str):
         spec = {"map": spec}
     spec = dict(spec)
-    unknown = sorted(set(spec) - {"map", "fraction", "class_fraction", "absolute"})
-    if unknown or spec.get("map") not in MAP_KINDS:
+    unknown = sorted(set(spec) - {"map", "rule", "fraction", "class_fraction", "absolute"})
+    if unknown or spec.get("map") not in MAP_KINDS or spec.get("rule", "frequency") not in RULES:
         raise ConfigError(
-            f"a significance setting needs map in {MAP_KINDS} and optional fraction, "
-            f"class_fraction, absolute; got {spec}"
+            f"a significance setting needs map in {MAP_KINDS} and optional rule in {RULES}, "
+            f"fraction, class_fraction, absolute; got {spec}"
         )
     return {
         "map": spec["map"],
+        "rule": spec.get("rule", "frequency"),
         "fraction": float(spec.get("fraction", fraction)),
         "class_fraction": float(spec.get("class_fraction", class_fraction)),
         "absolute": bool(spec.get("absolute", False)),
@@ -292,20 +332,28 @@ def analyse_subject_maps(
         spec = significance_spec(setting, fraction, class_fraction)
         summary["significance"][view] = spec
         kind = spec["map"]
-        key = f"{kind}_{view}"
+        contrast = spec["rule"] == "contrast"
+        key = f"{kind}_{view}{BY_CLASS if contrast else ''}"
         if key not in maps:
             raise ConfigError(f"significance map {key!r} was not computed (have: {sorted(maps)})")
         values = np.abs(maps[key]) if spec["absolute"] else maps[key]
         frac, cfrac = spec["fraction"], spec["class_fraction"]
+        if contrast:
+            values_own = np.abs(maps[f"{kind}_{view}"]) if spec["absolute"] else maps[f"{kind}_{view}"]
+        else:
+            values_own = values
         if view == "fc":
-            edge_tables = sig.significant_edges(values, labels, frac, cfrac, roi_networks)
+            if contrast:
+                edge_tables = sig.contrast_edges(values, labels, frac, roi_networks)
+            else:
+                edge_tables = sig.significant_edges(values, labels, frac, cfrac, roi_networks)
             files += sig.write_significance(out_dir, "significant_edges", edge_tables, names)
             n_rois = values.shape[-1]
             hubs = {c: sig.hub_degrees(t, n_rois, roi_networks) for c, t in edge_tables.items()}
             files += sig.write_significance(out_dir, "hub_degrees", hubs, names)
             summary["n_significant"]["edges"] = {_name(names, c): len(t) for c, t in edge_tables.items()}
             if figures:
-                flat = sig.symmetric_edges(values)[0]
+                flat = sig.symmetric_edges(values_own)[0]
                 bin_edges, hists = sig.activation_histograms(flat, labels)
                 files.append(figs.plot_activation_histograms(
                     out_dir / "activation_histograms_fc.png", bin_edges, hists, names,
@@ -320,16 +368,20 @@ def analyse_subject_maps(
                             title=f"{_name(names, c)}: {len(table)} significant edges",
                             roi_networks=roi_networks))
         else:
-            snp_tables = sig.significant_snps(values, labels, frac, cfrac, snp_ids)
+            if contrast:
+                snp_tables = sig.contrast_snps(values, labels, frac, snp_ids)
+            else:
+                snp_tables = sig.significant_snps(values, labels, frac, cfrac, snp_ids)
             files += sig.write_significance(out_dir, f"significant_{view}s", snp_tables, names)
             summary["n_significant"][f"{view}s"] = {_name(names, c): len(t) for c, t in snp_tables.items()}
     if figures:
-        for view in {k.split("_")[-1] for k in maps if k.startswith(MAP_KINDS)}:
+        for view in {k.split("_")[-1] for k in maps if k.startswith(MAP_KINDS) and not k.endswith(BY_CLASS)}:
             means = {
                 label: figs.class_means(maps[f"{kind}_{view}"], labels)
                 for kind, label in (("gradcam", "Grad-CAM"), ("guided_gradcam", "guided Grad-CAM"),
                                     ("guided_backprop", "guided backprop"),
-                                    ("gradient", "gradient"))
+                                    ("gradient", "gradient"),
+                                    ("integrated_gradients", "integrated gradients"))
                 if f"{kind}_{view}" in maps
             }
             if next(iter(means.values()))[int(labels[0])].ndim == 2:

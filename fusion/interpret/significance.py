@@ -15,6 +15,16 @@ Decisions where the paper is silent:
   the upper triangle ``i < j`` is used: the diagonal (self-connections) is not an edge. The
   per-subject maximum is taken over those edges.
 
+A second rule, not the paper's (:func:`contrast_snps`, :func:`contrast_edges`): for class ``c``,
+the mean of the subjects' class-``c`` maps over class ``c`` minus their mean over the other
+subjects; significant above ``fraction`` times the largest contrast. The frequency rule asks where
+a class's maps are high; on a map that is nearly the same for every subject (the input gradient of
+a nearly linear network) that is wherever the network is sensitive, including inputs it weighs
+by chance. With an attribution that depends on the subject's own input (integrated gradients
+against the training mean), a feature whose values do not differ between the classes gets the
+same credit on average in both groups, so its contrast is near 0 however sensitive the network
+is to it.
+
 Functions here are pure NumPy/pandas; :func:`write_significance` writes the CSVs through
 :mod:`fusion.io`.
 """
@@ -126,10 +136,7 @@ def significant_edges(
     """
     _check_fractions(fraction, class_fraction)
     values, roi_i, roi_j = symmetric_edges(maps)
-    n_rois = np.asarray(maps).shape[1]
-    if roi_networks is not None and len(roi_networks) != n_rois:
-        raise InputError(f"roi_networks has {len(roi_networks)} names for {n_rois} ROIs")
-    networks = np.asarray(roi_networks if roi_networks is not None else [""] * n_rois, dtype=object)
+    networks = _roi_networks(roi_networks, np.asarray(maps).shape[1])
     out = {}
     for c, (counts, n) in class_frequencies(values, labels, fraction).items():
         sig = significant_mask(counts, n, class_fraction)
@@ -190,12 +197,7 @@ def significant_snps(
     maps = np.asarray(maps, dtype=float)
     if maps.ndim != 2:
         raise InputError(f"SNP maps must be (n_subjects, n_snps), got shape {maps.shape}")
-    n_snps = maps.shape[1]
-    if snp_ids is None:
-        snp_ids = [f"snp{k:04d}" for k in range(n_snps)]
-    if len(snp_ids) != n_snps:
-        raise InputError(f"snp_ids has {len(snp_ids)} names for {n_snps} SNPs")
-    ids = np.asarray(snp_ids, dtype=object)
+    ids = _snp_ids(snp_ids, maps.shape[1])
     out = {}
     for c, (counts, n) in class_frequencies(maps, labels, fraction).items():
         sig = np.flatnonzero(significant_mask(counts, n, class_fraction))
@@ -204,6 +206,124 @@ def significant_snps(
             drop=True
         )
     return out
+
+
+def class_contrast(maps_by_class: np.ndarray, labels: np.ndarray) -> dict[int, np.ndarray]:
+    """Per class ``c``: how much more its own subjects are credited for ``c`` than the others.
+
+    ``D_c = mean over subjects of class c of M[:, c] - mean over the other subjects of M[:, c]``.
+
+    Args:
+        maps_by_class: ``(n_subjects, C, n_features)``, each subject's map for every class
+            (e.g. integrated gradients of every class logit).
+        labels: ``(n_subjects,)`` classes in ``[0, C)``.
+
+    Returns:
+        ``{class: D_c (n_features,)}`` for every class present in ``labels``.
+    """
+    maps_by_class = np.asarray(maps_by_class, dtype=float)
+    labels = np.asarray(labels)
+    if maps_by_class.ndim != 3:
+        raise InputError(f"maps_by_class must be (n_subjects, n_classes, n_features), got {maps_by_class.shape}")
+    if labels.shape != (len(maps_by_class),):
+        raise InputError(f"labels must have one entry per subject ({len(maps_by_class)}), got shape {labels.shape}")
+    if not np.isfinite(maps_by_class).all():
+        raise InputError("maps_by_class contain NaN or infinite values")
+    out = {}
+    for c in np.unique(labels):
+        c = int(c)
+        if not 0 <= c < maps_by_class.shape[1]:
+            raise InputError(f"label {c} has no map (maps for {maps_by_class.shape[1]} classes)")
+        own, rest = labels == c, labels != c
+        if not rest.any():
+            raise InputError(f"class {c} is the only class among the subjects: nothing to contrast it with")
+        out[c] = maps_by_class[own, c].mean(axis=0) - maps_by_class[rest, c].mean(axis=0)
+    return out
+
+
+def contrast_mask(contrast: np.ndarray, fraction: float) -> np.ndarray:
+    """Features whose contrast exceeds ``fraction`` times the largest (none when that is <= 0)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"fraction must be in [0, 1), got {fraction}")
+    peak = float(np.max(contrast)) if np.size(contrast) else 0.0
+    if peak <= 0:
+        return np.zeros(np.shape(contrast), dtype=bool)
+    return np.asarray(contrast) > fraction * peak
+
+
+def contrast_snps(
+    maps_by_class: np.ndarray,
+    labels: np.ndarray,
+    fraction: float = 0.2,
+    snp_ids: Sequence[str] | None = None,
+) -> dict[int, pd.DataFrame]:
+    """Significant SNPs per class by the class-contrast rule (not the paper's; see the module).
+
+    A SNP is significant for class ``c`` when its contrast :func:`class_contrast` exceeds
+    ``fraction`` times the largest contrast of that class.
+
+    Returns:
+        ``{class: DataFrame(index, id, contrast, relative)}`` (``relative`` = contrast / max), by
+        decreasing contrast.
+    """
+    maps_by_class = np.asarray(maps_by_class, dtype=float)
+    if maps_by_class.ndim != 3:
+        raise InputError(f"SNP maps must be (n_subjects, n_classes, n_snps), got shape {maps_by_class.shape}")
+    ids = _snp_ids(snp_ids, maps_by_class.shape[2])
+    out = {}
+    for c, d in class_contrast(maps_by_class, labels).items():
+        sig = np.flatnonzero(contrast_mask(d, fraction))
+        frame = pd.DataFrame({"index": sig, "id": ids[sig], "contrast": d[sig], "relative": d[sig] / d.max()})
+        out[c] = frame.sort_values(["contrast", "index"], ascending=[False, True]).reset_index(drop=True)
+    return out
+
+
+def contrast_edges(
+    maps_by_class: np.ndarray,
+    labels: np.ndarray,
+    fraction: float = 0.2,
+    roi_networks: Sequence[str] | None = None,
+) -> dict[int, pd.DataFrame]:
+    """Significant FC edges per class by the class-contrast rule (maps symmetrised first).
+
+    Args:
+        maps_by_class: ``(n_subjects, C, R, R)``.
+
+    Returns:
+        ``{class: DataFrame(roi_i, roi_j, network_i, network_j, contrast, relative)}``.
+    """
+    maps_by_class = np.asarray(maps_by_class, dtype=float)
+    if maps_by_class.ndim != 4 or maps_by_class.shape[2] != maps_by_class.shape[3]:
+        raise InputError(f"FC maps must be (n_subjects, n_classes, R, R), got shape {maps_by_class.shape}")
+    n, n_classes, n_rois, _ = maps_by_class.shape
+    flat = [symmetric_edges(maps_by_class[:, c]) for c in range(n_classes)]
+    roi_i, roi_j = flat[0][1], flat[0][2]
+    values = np.stack([f[0] for f in flat], axis=1)
+    networks = _roi_networks(roi_networks, n_rois)
+    out = {}
+    for c, d in class_contrast(values, labels).items():
+        sig = contrast_mask(d, fraction)
+        frame = pd.DataFrame({
+            "roi_i": roi_i[sig], "roi_j": roi_j[sig],
+            "network_i": networks[roi_i[sig]], "network_j": networks[roi_j[sig]],
+            "contrast": d[sig], "relative": d[sig] / d.max(),
+        })
+        out[c] = frame.sort_values(["contrast", "roi_i", "roi_j"], ascending=[False, True, True]).reset_index(drop=True)
+    return out
+
+
+def _snp_ids(snp_ids: Sequence[str] | None, n_snps: int) -> np.ndarray:
+    if snp_ids is None:
+        snp_ids = [f"snp{k:04d}" for k in range(n_snps)]
+    if len(snp_ids) != n_snps:
+        raise InputError(f"snp_ids has {len(snp_ids)} names for {n_snps} SNPs")
+    return np.asarray(snp_ids, dtype=object)
+
+
+def _roi_networks(roi_networks: Sequence[str] | None, n_rois: int) -> np.ndarray:
+    if roi_networks is not None and len(roi_networks) != n_rois:
+        raise InputError(f"roi_networks has {len(roi_networks)} names for {n_rois} ROIs")
+    return np.asarray(roi_networks if roi_networks is not None else [""] * n_rois, dtype=object)
 
 
 def activation_histograms(

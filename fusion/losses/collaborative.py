@@ -59,6 +59,16 @@ def collaborative_terms(logits_per_view: torch.Tensor, target: torch.Tensor) -> 
     return label_term, pair_term
 
 
+def view_label_losses(logits_per_view: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each view's batch-mean cross-entropy with the label, ``(m,)``; their mean is the label
+    term of Eq. 12. A view's logits depend on its own branch only, so this is what choosing a
+    checkpoint per view (``callbacks.per_view_checkpoint``) monitors."""
+    _check(logits_per_view, target)
+    log_h = F.log_softmax(logits_per_view, dim=-1)  # (B, m, C)
+    picked = log_h.gather(-1, target.long()[:, None, None].expand(-1, log_h.shape[1], 1))[..., 0]
+    return -picked.mean(0)
+
+
 def _reduce(loss: torch.Tensor, reduction: str) -> torch.Tensor:
     if reduction == "mean":
         return loss.mean()

@@ -133,11 +133,12 @@ def plot_connectome(
     """Significant edges on the Power-264 coordinates, three orthogonal views (Figs. 5-6).
 
     Only ROIs touching a drawn edge are drawn, sized by hub degree and coloured by network. At
-    most ``max_edges`` edges are drawn (the most frequent; the title says so when some are left
+    most ``max_edges`` edges are drawn (the heaviest; the title says so when some are left
     out): thousands of lines are unreadable and slow to render.
 
     Args:
-        edges: table with ``roi_i``, ``roi_j``, ``frequency``.
+        edges: table with ``roi_i``, ``roi_j`` and the edge weight: ``frequency`` (the paper's
+            rule) or ``relative`` (the class-contrast rule).
         coords: ``(R, 3)`` MNI coordinates in mm.
         roi_networks: ``R`` network names for node colours, or ``None``.
     """
@@ -149,10 +150,11 @@ def plot_connectome(
     plt = pyplot()
     n_rois = len(coords)
     n_total = len(edges)
+    weight = "frequency" if "frequency" in edges else "relative"
     if n_total > max_edges:
-        edges = edges.sort_values("frequency", ascending=False, kind="stable").head(max_edges)
+        edges = edges.sort_values(weight, ascending=False, kind="stable").head(max_edges)
         title = (title or f"{n_total} significant edges") + f" (top {max_edges} drawn)"
-    matrix = edges_to_matrix(edges, n_rois)
+    matrix = edges_to_matrix(edges, n_rois, weight)
     degree = (matrix > 0).sum(axis=0)
     if roi_networks is not None:
         names = sorted(set(roi_networks))
