@@ -44,12 +44,15 @@ class ActivationMapCallback(Callback):
     Experiment-scoped (runs once, in the launching process, after all folds have trained; only
     the main process writes). For each fold stage it:
 
-    1. builds a fresh model (``runner.build_model()``) and loads
-       ``<logdir>/<fold>/checkpoints/best.pth`` with ``torch.load(weights_only=True)``;
+    1. builds a fresh model (``runner.build_model()``) and loads the fold's ``checkpoint``
+       (``checkpoints/best.pth``; conf/ccl.yaml: ``best_per_view.pth``) with
+       ``torch.load(weights_only=True)``;
     2. computes, for each view in ``target_layers``, the Grad-CAM and guided Grad-CAM map of every
        test subject for its own class, and saves them as ``<fold>/maps/gradcam_fc.npy``
        ``(n_test, 264, 264)``, ``guided_gradcam_fc.npy``, ``gradcam_snp.npy`` ``(n_test, 750)``,
-       ``guided_gradcam_snp.npy`` and ``subjects.npz`` (labels, predictions, dataset indices);
+       ``guided_gradcam_snp.npy`` and ``subjects.npz`` (labels, predictions, dataset indices),
+       plus the map its significance is computed from and, for a view with the contrast rule,
+       every class's maps (``<kind>_<view>_by_class.npy`` ``(n, C, ...)``);
     3. writes to ``<fold>/interpretation/`` the significant edges, hub degrees and significant
        SNPs per class (CSV), the figures (activation histograms, class-mean maps, connectome,
        hub degrees) and ``summary.json``;
@@ -105,10 +108,10 @@ class ActivationMapCallback(Callback):
               # Grad-CAM averages the gradients over space, so on FC/SNP inputs (where what
               # matters is *where* a value sits, not what it looks like) it keeps almost every
               # feature; the magnitude of guided Grad-CAM with a stricter per-subject threshold
-              # recovers the planted edges of the embedded cohort; for the SNPs the plain gradient
-              # comes closest (conf/ccl.yaml gives the measured figures).
+              # recovers the planted edges of the embedded cohort; for the SNPs, integrated
+              # gradients by the class-contrast rule (conf/ccl.yaml gives the measured figures).
               fc: {map: guided_gradcam, absolute: true, fraction: 0.25, class_fraction: 0.5}
-              snp: {map: gradient, absolute: false, fraction: 0.05, class_fraction: 0.7}
+              snp: {map: integrated_gradients, rule: contrast, z: 4.0}
     """
 
     def __init__(

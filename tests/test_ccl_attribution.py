@@ -92,6 +92,24 @@ def test_class_contrast_by_hand():
     assert all(2 not in t["index"].tolist() for t in tables.values())
 
 
+def test_contrast_robust_z_threshold():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.0, 1.0, 500)
+    d[[10, 20]] = [50.0, 6.0]  # one huge feature would set a fraction-of-max threshold on its own
+    from fusion.interpret.significance import contrast_mask
+
+    assert np.flatnonzero(contrast_mask(d, fraction=0.2)).tolist() == [10]
+    hits = np.flatnonzero(contrast_mask(d, z=4.5)).tolist()
+    assert hits == [10, 20]
+    # by hand: median and 1.4826 x MAD
+    med = np.median(d)
+    mad = 1.4826 * np.median(np.abs(d - med))
+    np.testing.assert_array_equal(contrast_mask(d, z=2.0), (d - med) / mad > 2.0)
+    assert not contrast_mask(np.ones(5), z=1.0).any()  # MAD 0: nothing
+    with pytest.raises(ConfigError, match="z must be"):
+        contrast_mask(d, z=0)
+
+
 def test_class_contrast_errors():
     with pytest.raises(InputError, match="only class"):
         class_contrast(np.zeros((3, 2, 4)), np.zeros(3, int))
@@ -146,14 +164,14 @@ def test_maps_by_class_contain_the_own_class_maps_and_feed_the_contrast(tmp_path
     np.testing.assert_allclose(every[:, 1], ref.numpy(), atol=1e-5)
     assert "gradcam_fc_by_class" not in maps
     summary = analyse_subject_maps(
-        tmp_path, maps, {"fc": "gradcam", "snp": {"map": "integrated_gradients", "rule": "contrast", "fraction": 0.2}},
+        tmp_path, maps, {"fc": "gradcam", "snp": {"map": "integrated_gradients", "rule": "contrast", "z": 1.5}},
         snp_ids=data.snp_ids, truth=data.ground_truth, figures=True,
     )
-    expected = contrast_snps(every, data.labels, 0.2, data.snp_ids)
+    expected = contrast_snps(every, data.labels, snp_ids=data.snp_ids, z=1.5)
     written = pd.read_csv(tmp_path / "significant_snps_class1.csv")
     assert written["index"].tolist() == expected[1]["index"].tolist()
     assert summary["significance"]["snp"]["rule"] == "contrast"
-    assert (tmp_path / "mean_maps_snp.png").is_file()
+    assert (tmp_path / "mean_maps_snp.png").is_file() and (tmp_path / "contrast_snp.png").is_file()
     with pytest.raises(ConfigError, match="by_class"):
         compute_subject_maps(model, loader, views, ["fc", "snp"], 2, kinds=kinds, progress=False, by_class=["eeg"])
     with pytest.raises(ConfigError, match="rule"):

@@ -173,11 +173,11 @@ def test_callback_rejects_unknown_views_and_missing_checkpoints(tmp_path):
 def test_significance_settings_per_view(tmp_path):
     from fusion.interpret.ccl_maps import significance_spec
 
-    assert significance_spec("gradcam") == {"map": "gradcam", "rule": "frequency", "fraction": 0.05,
+    assert significance_spec("gradcam") == {"map": "gradcam", "rule": "frequency", "fraction": 0.05, "z": None,
                                             "class_fraction": 0.7, "absolute": False}
     spec = significance_spec({"map": "gradient", "absolute": True, "fraction": 0.3}, 0.05, 0.6)
     assert spec == {"map": "gradient", "rule": "frequency", "fraction": 0.3, "class_fraction": 0.6,
-                    "absolute": True}
+                    "absolute": True, "z": None}
     # absolute: a feature with large negative values in every subject becomes significant.
     labels = np.zeros(4, int)
     maps = {"gradient_snp": np.tile([1.0, -0.9, 0.01], (4, 1)).astype(np.float32), "labels": labels}

@@ -249,17 +249,17 @@ def significance_spec(
     mapping ``{map: kind, rule: .., fraction: .., class_fraction: .., absolute: bool}`` whose
     missing keys take the shared values (``absolute`` defaults to False: the paper thresholds
     signed maps). ``rule``: ``frequency`` (the paper's, default) or ``contrast``
-    (:mod:`fusion.interpret.significance`; ``fraction`` is then its threshold relative to the
-    largest contrast and ``class_fraction`` is not used).
+    (:mod:`fusion.interpret.significance`): significant above a robust z-score ``z`` or, without
+    ``z``, above ``fraction`` times the largest contrast; ``class_fraction`` is not used.
     """
     if isinstance(spec, str):
         spec = {"map": spec}
     spec = dict(spec)
-    unknown = sorted(set(spec) - {"map", "rule", "fraction", "class_fraction", "absolute"})
+    unknown = sorted(set(spec) - {"map", "rule", "fraction", "class_fraction", "absolute", "z"})
     if unknown or spec.get("map") not in MAP_KINDS or spec.get("rule", "frequency") not in RULES:
         raise ConfigError(
             f"a significance setting needs map in {MAP_KINDS} and optional rule in {RULES}, "
-            f"fraction, class_fraction, absolute; got {spec}"
+            f"fraction, class_fraction, absolute, z; got {spec}"
         )
     return {
         "map": spec["map"],
@@ -267,6 +267,7 @@ def significance_spec(
         "fraction": float(spec.get("fraction", fraction)),
         "class_fraction": float(spec.get("class_fraction", class_fraction)),
         "absolute": bool(spec.get("absolute", False)),
+        "z": None if spec.get("z") is None else float(spec["z"]),
     }
 
 
@@ -344,7 +345,7 @@ def analyse_subject_maps(
             values_own = values
         if view == "fc":
             if contrast:
-                edge_tables = sig.contrast_edges(values, labels, frac, roi_networks)
+                edge_tables = sig.contrast_edges(values, labels, frac, roi_networks, spec["z"])
             else:
                 edge_tables = sig.significant_edges(values, labels, frac, cfrac, roi_networks)
             files += sig.write_significance(out_dir, "significant_edges", edge_tables, names)
@@ -369,7 +370,13 @@ def analyse_subject_maps(
                             roi_networks=roi_networks))
         else:
             if contrast:
-                snp_tables = sig.contrast_snps(values, labels, frac, snp_ids)
+                snp_tables = sig.contrast_snps(values, labels, frac, snp_ids, spec["z"])
+                if figures:
+                    planted = truth.get("snps") if truth is not None and view == "snp" else None
+                    files.append(figs.plot_snp_contrast(
+                        out_dir / f"contrast_{view}.png", sig.class_contrast(values, labels), names,
+                        planted, fraction=None if spec["z"] is not None else frac, z=spec["z"],
+                        title=f"{kind.replace('_', ' ')}, class contrast"))
             else:
                 snp_tables = sig.significant_snps(values, labels, frac, cfrac, snp_ids)
             files += sig.write_significance(out_dir, f"significant_{view}s", snp_tables, names)

@@ -17,7 +17,8 @@ Decisions where the paper is silent:
 
 A second rule, not the paper's (:func:`contrast_snps`, :func:`contrast_edges`): for class ``c``,
 the mean of the subjects' class-``c`` maps over class ``c`` minus their mean over the other
-subjects; significant above ``fraction`` times the largest contrast. The frequency rule asks where
+subjects; significant when its robust z-score (median and MAD over all features) exceeds ``z``,
+or above ``fraction`` times the largest contrast. The frequency rule asks where
 a class's maps are high; on a map that is nearly the same for every subject (the input gradient of
 a nearly linear network) that is wherever the network is sensitive, including inputs it weighs
 by chance. With an attribution that depends on the subject's own input (integrated gradients
@@ -241,26 +242,43 @@ def class_contrast(maps_by_class: np.ndarray, labels: np.ndarray) -> dict[int, n
     return out
 
 
-def contrast_mask(contrast: np.ndarray, fraction: float) -> np.ndarray:
-    """Features whose contrast exceeds ``fraction`` times the largest (none when that is <= 0)."""
+def contrast_mask(contrast: np.ndarray, fraction: float = 0.15, z: float | None = None) -> np.ndarray:
+    """Features whose contrast passes the threshold.
+
+    With ``z`` (recommended): robust z-score above ``z``, i.e. ``(D - median) / (1.4826 * MAD)
+    > z``, where the median and MAD (median absolute deviation) over all features describe the
+    bulk of features that carry nothing. Otherwise: above ``fraction`` times the largest
+    contrast, a scale one very large feature can set on its own. Nothing passes when the largest
+    contrast is <= 0 or (for ``z``) when the MAD is 0.
+    """
+    contrast = np.asarray(contrast, dtype=float)
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"fraction must be in [0, 1), got {fraction}")
-    peak = float(np.max(contrast)) if np.size(contrast) else 0.0
-    if peak <= 0:
-        return np.zeros(np.shape(contrast), dtype=bool)
-    return np.asarray(contrast) > fraction * peak
+    if z is not None and not z > 0:
+        raise ConfigError(f"z must be > 0, got {z}")
+    none = np.zeros(contrast.shape, dtype=bool)
+    if not contrast.size or contrast.max() <= 0:
+        return none
+    if z is None:
+        return contrast > fraction * contrast.max()
+    median = float(np.median(contrast))
+    mad = 1.4826 * float(np.median(np.abs(contrast - median)))
+    if mad <= 0:
+        return none
+    return (contrast - median) / mad > z
 
 
 def contrast_snps(
     maps_by_class: np.ndarray,
     labels: np.ndarray,
-    fraction: float = 0.2,
+    fraction: float = 0.15,
     snp_ids: Sequence[str] | None = None,
+    z: float | None = None,
 ) -> dict[int, pd.DataFrame]:
     """Significant SNPs per class by the class-contrast rule (not the paper's; see the module).
 
-    A SNP is significant for class ``c`` when its contrast :func:`class_contrast` exceeds
-    ``fraction`` times the largest contrast of that class.
+    A SNP is significant for class ``c`` when its contrast :func:`class_contrast` passes
+    :func:`contrast_mask` (robust z-score above ``z``, or above ``fraction`` x max).
 
     Returns:
         ``{class: DataFrame(index, id, contrast, relative)}`` (``relative`` = contrast / max), by
@@ -272,7 +290,7 @@ def contrast_snps(
     ids = _snp_ids(snp_ids, maps_by_class.shape[2])
     out = {}
     for c, d in class_contrast(maps_by_class, labels).items():
-        sig = np.flatnonzero(contrast_mask(d, fraction))
+        sig = np.flatnonzero(contrast_mask(d, fraction, z))
         frame = pd.DataFrame({"index": sig, "id": ids[sig], "contrast": d[sig], "relative": d[sig] / d.max()})
         out[c] = frame.sort_values(["contrast", "index"], ascending=[False, True]).reset_index(drop=True)
     return out
@@ -281,8 +299,9 @@ def contrast_snps(
 def contrast_edges(
     maps_by_class: np.ndarray,
     labels: np.ndarray,
-    fraction: float = 0.2,
+    fraction: float = 0.15,
     roi_networks: Sequence[str] | None = None,
+    z: float | None = None,
 ) -> dict[int, pd.DataFrame]:
     """Significant FC edges per class by the class-contrast rule (maps symmetrised first).
 
@@ -302,7 +321,7 @@ def contrast_edges(
     networks = _roi_networks(roi_networks, n_rois)
     out = {}
     for c, d in class_contrast(values, labels).items():
-        sig = contrast_mask(d, fraction)
+        sig = contrast_mask(d, fraction, z)
         frame = pd.DataFrame({
             "roi_i": roi_i[sig], "roi_j": roi_j[sig],
             "network_i": networks[roi_i[sig]], "network_j": networks[roi_j[sig]],

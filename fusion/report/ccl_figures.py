@@ -113,6 +113,37 @@ def plot_snp_maps(
     return save(fig, path)
 
 
+def plot_snp_contrast(
+    path: str | os.PathLike,
+    contrasts: Mapping[int, np.ndarray],
+    class_names: Sequence[str] | None = None,
+    planted: Sequence[int] | None = None,
+    fraction: float | None = None,
+    z: float | None = None,
+    title: str = "class contrast",
+) -> Path:
+    """Each class's contrast per SNP with its threshold (robust ``z`` or ``fraction`` x max) and
+    the planted SNPs."""
+    classes = sorted(contrasts)
+    fig, axes = subplots(len(classes), 1, panel_size=(10.0, 2.6))
+    for r, c in enumerate(classes):
+        ax = axes[r][0]
+        line = np.asarray(contrasts[c], dtype=float)
+        ax.plot(line, lw=0.8, color=f"C{r}", label=_class_name(class_names, c))
+        if line.size and z is not None:
+            median = float(np.median(line))
+            mad = 1.4826 * float(np.median(np.abs(line - median)))
+            ax.axhline(median + z * mad, color="0.4", ls="--", lw=0.8, label=f"robust z = {z:g}")
+        elif line.size and fraction is not None and line.max() > 0:
+            ax.axhline(fraction * line.max(), color="0.4", ls="--", lw=0.8, label=f"{fraction:g} x max")
+        if planted is not None and len(planted):
+            ax.plot(np.asarray(planted), np.zeros(len(planted)), "k|", ms=10, label="planted")
+        ax.set_title(f"{title}: {_class_name(class_names, c)}")
+        ax.set_xlabel("SNP index")
+        ax.legend(fontsize=8, loc="upper right")
+    return save(fig, path)
+
+
 def edges_to_matrix(edges: pd.DataFrame, n_rois: int, value: str = "frequency") -> np.ndarray:
     """Symmetric ``(n_rois, n_rois)`` matrix with ``edges[value]`` at each significant pair."""
     matrix = np.zeros((n_rois, n_rois))
