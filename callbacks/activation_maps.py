@@ -164,7 +164,7 @@ class ActivationMapCallback(Callback):
         self.significance_maps = {k: _plain(v) for k, v in self.significance_maps.items()}
         # Per view: the paper's two maps, plus the one its significance is computed from.
         self.kinds = {view: ["gradcam", "guided_gradcam"] for view in self.target_layers}
-        self.by_class: list[str] = []
+        self.by_class: dict[str, list[str]] = {}  # view -> kinds computed for every class
         for view, setting in self.significance_maps.items():
             if view not in self.target_layers:
                 raise ConfigError(
@@ -175,7 +175,7 @@ class ActivationMapCallback(Callback):
             if spec["map"] not in self.kinds[view]:
                 self.kinds[view].append(spec["map"])
             if spec["rule"] == "contrast":
-                self.by_class.append(view)
+                self.by_class[view] = [spec["map"]]
 
     # ------------------------------------------------------------------ events
     def on_experiment_end(self, runner: Any) -> None:

@@ -163,6 +163,15 @@ def test_maps_by_class_contain_the_own_class_maps_and_feed_the_contrast(tmp_path
     ref = integrated_gradients(model.single_view("snp"), (x,), (0, 1), 0, baseline, 8)[:, 0]
     np.testing.assert_allclose(every[:, 1], ref.numpy(), atol=1e-5)
     assert "gradcam_fc_by_class" not in maps
+    # only the named kinds are computed for every class; the others stay own-class maps
+    some = compute_subject_maps(model, loader, views, ["fc", "snp"], 2, kinds=kinds, progress=False,
+                                by_class={"snp": ["integrated_gradients"]}, baselines={"snp": baseline}, ig_steps=8)
+    assert "gradient_snp_by_class" not in some
+    np.testing.assert_allclose(some["integrated_gradients_snp_by_class"], every, atol=1e-6)
+    np.testing.assert_allclose(some["gradient_snp"], maps["gradient_snp"], atol=1e-6)
+    with pytest.raises(ConfigError, match="not among its kinds"):
+        compute_subject_maps(model, loader, views, ["fc", "snp"], 2, kinds=kinds, progress=False,
+                             by_class={"snp": ["gradcam"]})
     summary = analyse_subject_maps(
         tmp_path, maps, {"fc": "gradcam", "snp": {"map": "integrated_gradients", "rule": "contrast", "z": 1.5}},
         snp_ids=data.snp_ids, truth=data.ground_truth, figures=True,

@@ -87,7 +87,7 @@ def compute_subject_maps(
     kinds: Sequence[str] | Mapping[str, Sequence[str]] = ("gradcam", "guided_gradcam"),
     device: str | torch.device = "cpu",
     progress: bool = True,
-    by_class: Sequence[str] = (),
+    by_class: Sequence[str] | Mapping[str, Sequence[str]] = (),
     baselines: Mapping[str, torch.Tensor] | None = None,
     ig_steps: int = 32,
 ) -> dict[str, np.ndarray]:
@@ -105,9 +105,10 @@ def compute_subject_maps(
             ``{view name: list}`` (each backward pass through the FC network costs ~100x one
             through the SNP network, so compute there only what is used).
         device: where to run the model.
-        by_class: views whose maps are computed for every class too (the contrast rule needs
-            them): ``"<kind>_<view>_by_class"`` ``(n, C, *spatial)``; costs C backward passes
-            per batch instead of one.
+        by_class: maps computed for every class too (the contrast rule needs them), as
+            ``{view: kinds}`` or a list of views (all their kinds):
+            ``"<kind>_<view>_by_class"`` ``(n, C, *spatial)``; costs C backward passes per batch
+            instead of one for those kinds.
         baselines: reference input per view for ``integrated_gradients``, broadcastable to
             ``(B, channels, *spatial)``; a view without one uses 0.
         ig_steps: points of the integrated-gradients path.
@@ -132,9 +133,14 @@ def compute_subject_maps(
             raise ConfigError(
                 f"map kinds {unknown or chosen} of view {name!r} are not a non-empty subset of {MAP_KINDS}"
             )
-    unknown_views = sorted(set(by_class) - {v.name for v in views})
+    every_kinds = ({v: list(k) for v, k in by_class.items()} if isinstance(by_class, Mapping)
+                   else {v: list(view_kinds.get(v, [])) for v in by_class})
+    unknown_views = sorted(set(every_kinds) - {v.name for v in views})
     if unknown_views:
         raise ConfigError(f"by_class names view(s) {unknown_views} that are not explained")
+    for name, chosen in every_kinds.items():
+        if not set(chosen) <= set(view_kinds[name]):
+            raise ConfigError(f"by_class kinds {chosen} of view {name!r} are not among its kinds {view_kinds[name]}")
     baselines = dict(baselines or {})
     for view in views:
         resolve_layer(model, view.layer)
@@ -152,7 +158,7 @@ def compute_subject_maps(
     for view in views:
         for kind in view_kinds[view.name]:
             out[f"{kind}_{view.name}"] = []
-            if view.name in by_class:
+            if kind in every_kinds.get(view.name, ()):
                 out[f"{kind}_{view.name}{BY_CLASS}"] = []
     was_training = model.training
     model.eval()
@@ -173,21 +179,24 @@ def compute_subject_maps(
                 spatial = tuple(inputs[view.input_index].shape[2:])
                 explained, spec, used = plans[view.name]
                 args = (explained, tuple(inputs[i] for i in used), spec)
-                options = (view_kinds[view.name], spatial, variant, upsample_mode, relu_map,
-                           baselines.get(view.name), ig_steps)
-                if view.name in by_class:
-                    every = [_view_maps(*args, _subject_class_target(spec.view_index, torch.full_like(chosen, c).to(device)),
-                                        *options)
-                             for c in range(n_classes)]
+                options = (spatial, variant, upsample_mode, relu_map, baselines.get(view.name), ig_steps)
+                every = every_kinds.get(view.name, [])
+                own = [k for k in view_kinds[view.name] if k not in every]
+                if own:
+                    target = _subject_class_target(spec.view_index, chosen.to(device))
+                    for kind, values in _view_maps(*args, target, own, *options).items():
+                        out[f"{kind}_{view.name}"].append(values.cpu().numpy().astype(np.float32))
+                if every:
+                    per_class = [
+                        _view_maps(*args, _subject_class_target(spec.view_index, torch.full_like(chosen, c).to(device)),
+                                   every, *options)
+                        for c in range(n_classes)
+                    ]
                     rows = torch.arange(len(chosen))
-                    for kind in view_kinds[view.name]:
-                        stacked = torch.stack([m[kind] for m in every], dim=1)  # (B, C, *spatial)
+                    for kind in every:
+                        stacked = torch.stack([m[kind] for m in per_class], dim=1)  # (B, C, *spatial)
                         out[f"{kind}_{view.name}{BY_CLASS}"].append(stacked.cpu().numpy().astype(np.float32))
-                        out[f"{kind}_{view.name}"].append(stacked[rows, chosen.cpu()].cpu().numpy().astype(np.float32))
-                    continue
-                target = _subject_class_target(spec.view_index, chosen.to(device))
-                for kind, values in _view_maps(*args, target, *options).items():
-                    out[f"{kind}_{view.name}"].append(values.cpu().numpy().astype(np.float32))
+                        out[f"{kind}_{view.name}"].append(stacked[rows, chosen.cpu()].numpy().astype(np.float32))
             out["labels"].append(labels.numpy())
             out["predicted"].append(probs.argmax(dim=1).cpu().numpy())
             out["probabilities"].append(probs.cpu().numpy())
