@@ -120,3 +120,20 @@ def test_single_view_shares_modules_and_gives_that_views_logits():
     assert {n for n, _ in only_snp.named_modules()} >= {"views.snp.features.conv1.relu"}
     with pytest.raises(ConfigError, match="no view 'mri'"):
         model.single_view("mri")
+
+
+def test_fc_net_channels_last_gives_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = FCNet().eval()
+    fast = FCNet(channels_last=True).eval()
+    fast.load_state_dict(plain.state_dict())
+    assert fast.features.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(3, 1, 264, 264, requires_grad=True)
+    y = torch.randn(3, 1, 264, 264).copy_(x.detach()).requires_grad_(True)
+    out_plain, out_fast = plain(x), fast(y)
+    torch.testing.assert_close(out_fast, out_plain, atol=1e-5, rtol=1e-4)
+    out_plain.sum().backward()
+    out_fast.sum().backward()
+    torch.testing.assert_close(y.grad, x.grad, atol=1e-5, rtol=1e-4)
+    # a channels-last state dict loads into a plain network
+    FCNet().load_state_dict(fast.state_dict())
