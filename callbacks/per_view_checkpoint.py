@@ -1,9 +1,9 @@
 """Checkpoint selection and early stopping per view of a collaborative network.
 
 In gCAM-CCL each view's class scores come from that view's branch and head only; the views meet
-in the loss. Their best epochs differ: on the embedded cohort the FC view's validation
-cross-entropy bottoms out after 2-4 epochs while the SNP view's keeps falling for 10-15, so any
-single epoch (chosen on the summed loss) leaves one branch under- or over-trained. This callback
+in the loss. Their best epochs differ: on the embedded cohorts the FC view's validation
+cross-entropy bottomed out after 2-7 epochs and the SNP view's after 3-15, so any single epoch
+(chosen on the summed loss) leaves one branch under- or over-trained. This callback
 keeps, for every view, the parameters of the epoch where that view's own validation
 cross-entropy (``label_loss_<view>``, logged by ``runners.ccl.CCLRunner``) was lowest, and writes
 them together as one model checkpoint; training stops when no view has improved for
