@@ -2,7 +2,7 @@
 
 In gCAM-CCL each view's class scores come from that view's branch and head only; the views meet
 in the loss. Their best epochs differ: on the embedded cohorts the FC view's validation
-cross-entropy bottomed out after 2-7 epochs and the SNP view's after 3-15, so any single epoch
+cross-entropy bottomed out after 2-5 epochs and the SNP view's after 3-11, so any single epoch
 (chosen on the summed loss) leaves one branch under- or over-trained. This callback
 keeps, for every view, the parameters of the epoch where that view's own validation
 cross-entropy (``label_loss_<view>``, logged by ``runners.ccl.CCLRunner``) was lowest, and writes
