@@ -64,15 +64,17 @@ def write_ccl_report(logdir: str | os.PathLike) -> Path:
             settings = ""
             summaries = sorted(logdir.glob("fold_*/interpretation/summary.json"))
             if summaries:
-                sig = io.read_json(summaries[0]).get("settings", {}).get("significance_maps")
+                summary = io.read_json(summaries[0])
+                sig = summary.get("significance") or summary.get("settings", {}).get("significance_maps")
                 if sig:
-                    settings = f" Significance settings per view: `{sig}`."
+                    settings = " Significance settings per view: " + "; ".join(
+                        f"{view}: `{spec}`" for view, spec in sig.items()) + "."
             parts += ["## Recovery of the planted effects", "",
                       "Significant features against the cohort's `ground_truth.json`, union over classes. "
                       "Frequency rule (the paper's): kept above a fraction of each subject's map maximum "
                       "in more than a share of a class's subjects (paper: 0.05 and 70%). Contrast rule: "
                       "the class's mean map minus the other subjects' mean map of that class, above a "
-                      "fraction of its maximum." + settings, "",
+                      "robust z-score z (median and MAD over features) or, without z, a fraction of its maximum." + settings, "",
                       markdown_table([rec], [k for k in ("edge_precision", "edge_recall", "snp_precision",
                                                          "snp_recall") if k in rec]), ""]
     table3 = logdir / "table3.csv"
