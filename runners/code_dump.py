@@ -1,0 +1,52 @@
+"""A code dump that fold jobs sharing one log directory can run at the same time.
+
+``catalyst-dl run --hydra`` copies Catalyst's sources and the experiment folder into
+``<logdir>/code`` with ``rmtree`` then ``copytree`` on the final path. Fold jobs of one run
+(``folds.only=k``, submitted side by side) share the logdir, so one job's ``rmtree`` can pull
+files from under another's ``copytree``; the job then dies with a ``shutil.Error`` that submitit
+cannot even pickle. Here each copy goes to a private temporary folder and is renamed into place;
+a job that finds the folder already replaced by another job's identical copy keeps that one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+
+def _copy_into_place(source: str | os.PathLike, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        shutil.copytree(source, tmp / "copy")
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        try:
+            os.replace(tmp / "copy", target)
+        except OSError:
+            if not target.is_dir():  # nobody else put a copy there
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def dump_code(logdir: str | os.PathLike, expdir: str | os.PathLike | None = None) -> None:
+    """Copy Catalyst's package and ``expdir`` to ``<logdir>/code/{catalyst,<expdir name>}``."""
+    import catalyst
+
+    code = Path(logdir) / "code"
+    _copy_into_place(Path(catalyst.__file__).parent, code / "catalyst")
+    if expdir is not None:
+        expdir = Path(os.path.abspath(expdir))
+        _copy_into_place(expdir, code / expdir.name)
+
+
+def install() -> None:
+    """Make ``catalyst-dl run --hydra`` use :func:`dump_code` (it imports the experiment folder,
+    this package, before it dumps the code)."""
+    module = sys.modules.get("catalyst.dl.scripts.hydra_run")
+    if module is not None and getattr(module, "dump_code", None) is not dump_code:
+        module.dump_code = dump_code
