@@ -141,7 +141,7 @@ def compute_subject_maps(
     for name, chosen in every_kinds.items():
         if not set(chosen) <= set(view_kinds[name]):
             raise ConfigError(f"by_class kinds {chosen} of view {name!r} are not among its kinds {view_kinds[name]}")
-    baselines = dict(baselines or {})
+    baselines = {v: torch.as_tensor(b).to(device=device, dtype=torch.float32) for v, b in (baselines or {}).items()}
     for view in views:
         resolve_layer(model, view.layer)
     model = model.to(device)
@@ -241,8 +241,6 @@ def _view_maps(model, inputs, view, target, kinds, spatial, variant, upsample_mo
         elif kind == "guided_backprop":
             maps[kind] = gbp
         elif kind == "integrated_gradients":
-            if baseline is not None:
-                baseline = baseline.to(device=inputs[view.input_index].device, dtype=torch.float32)
             maps[kind] = integrated_gradients(model, inputs, target, view.input_index, baseline, ig_steps)[:, 0]
         else:
             maps[kind] = input_gradient(model, inputs, target, view.input_index)[:, 0]
@@ -346,12 +344,10 @@ def analyse_subject_maps(
         key = f"{kind}_{view}{BY_CLASS if contrast else ''}"
         if key not in maps:
             raise ConfigError(f"significance map {key!r} was not computed (have: {sorted(maps)})")
-        values = np.abs(maps[key]) if spec["absolute"] else maps[key]
+        prepared = np.abs if spec["absolute"] else np.asarray
+        values_own = prepared(maps[f"{kind}_{view}"])  # each subject's own-class map (histograms)
+        values = prepared(maps[key]) if contrast else values_own
         frac, cfrac = spec["fraction"], spec["class_fraction"]
-        if contrast:
-            values_own = np.abs(maps[f"{kind}_{view}"]) if spec["absolute"] else maps[f"{kind}_{view}"]
-        else:
-            values_own = values
         if view == "fc":
             if contrast:
                 edge_tables = sig.contrast_edges(values, labels, frac, roi_networks, spec["z"])

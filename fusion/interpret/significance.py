@@ -242,30 +242,33 @@ def class_contrast(maps_by_class: np.ndarray, labels: np.ndarray) -> dict[int, n
     return out
 
 
-def contrast_mask(contrast: np.ndarray, fraction: float = 0.15, z: float | None = None) -> np.ndarray:
-    """Features whose contrast passes the threshold.
+def contrast_threshold(contrast: np.ndarray, fraction: float = 0.15, z: float | None = None) -> float:
+    """The value a contrast must exceed to be significant.
 
-    With ``z`` (recommended): robust z-score above ``z``, i.e. ``(D - median) / (1.4826 * MAD)
-    > z``, where the median and MAD (median absolute deviation) over all features describe the
-    bulk of features that carry nothing. Otherwise: above ``fraction`` times the largest
-    contrast, a scale one very large feature can set on its own. Nothing passes when the largest
-    contrast is <= 0 or (for ``z``) when the MAD is 0.
+    With ``z`` (recommended): ``median + z * 1.4826 * MAD`` over all features, i.e. a robust
+    z-score above ``z``; the median and MAD (median absolute deviation) describe the bulk of
+    features that carry nothing. Otherwise: ``fraction`` times the largest contrast, a scale one
+    very large feature can set on its own. ``inf`` (nothing passes) when the largest contrast is
+    <= 0 or, for ``z``, when the MAD is 0.
     """
     contrast = np.asarray(contrast, dtype=float)
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"fraction must be in [0, 1), got {fraction}")
     if z is not None and not z > 0:
         raise ConfigError(f"z must be > 0, got {z}")
-    none = np.zeros(contrast.shape, dtype=bool)
     if not contrast.size or contrast.max() <= 0:
-        return none
+        return float("inf")
     if z is None:
-        return contrast > fraction * contrast.max()
+        return fraction * float(contrast.max())
     median = float(np.median(contrast))
     mad = 1.4826 * float(np.median(np.abs(contrast - median)))
-    if mad <= 0:
-        return none
-    return (contrast - median) / mad > z
+    return median + z * mad if mad > 0 else float("inf")
+
+
+def contrast_mask(contrast: np.ndarray, fraction: float = 0.15, z: float | None = None) -> np.ndarray:
+    """Features whose contrast exceeds :func:`contrast_threshold`."""
+    contrast = np.asarray(contrast, dtype=float)
+    return contrast > contrast_threshold(contrast, fraction, z)
 
 
 def contrast_snps(
@@ -314,7 +317,7 @@ def contrast_edges(
     maps_by_class = np.asarray(maps_by_class, dtype=float)
     if maps_by_class.ndim != 4 or maps_by_class.shape[2] != maps_by_class.shape[3]:
         raise InputError(f"FC maps must be (n_subjects, n_classes, R, R), got shape {maps_by_class.shape}")
-    n, n_classes, n_rois, _ = maps_by_class.shape
+    _, n_classes, n_rois, _ = maps_by_class.shape
     flat = [symmetric_edges(maps_by_class[:, c]) for c in range(n_classes)]
     roi_i, roi_j = flat[0][1], flat[0][2]
     values = np.stack([f[0] for f in flat], axis=1)

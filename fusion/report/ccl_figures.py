@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from fusion.errors import InputError
+from fusion.interpret.significance import contrast_threshold
 from fusion.report.plotting import barh, heatmap, pyplot, save, subplots
 
 
@@ -130,12 +131,11 @@ def plot_snp_contrast(
         ax = axes[r][0]
         line = np.asarray(contrasts[c], dtype=float)
         ax.plot(line, lw=0.8, color=f"C{r}", label=_class_name(class_names, c))
-        if line.size and z is not None:
-            median = float(np.median(line))
-            mad = 1.4826 * float(np.median(np.abs(line - median)))
-            ax.axhline(median + z * mad, color="0.4", ls="--", lw=0.8, label=f"robust z = {z:g}")
-        elif line.size and fraction is not None and line.max() > 0:
-            ax.axhline(fraction * line.max(), color="0.4", ls="--", lw=0.8, label=f"{fraction:g} x max")
+        if z is not None or fraction is not None:
+            level = contrast_threshold(line, fraction if fraction is not None else 0.0, z)
+            if np.isfinite(level):
+                label = f"robust z = {z:g}" if z is not None else f"{fraction:g} x max"
+                ax.axhline(level, color="0.4", ls="--", lw=0.8, label=label)
         if planted is not None and len(planted):
             ax.plot(np.asarray(planted), np.zeros(len(planted)), "k|", ms=10, label="planted")
         ax.set_title(f"{title}: {_class_name(class_names, c)}")
