@@ -124,6 +124,13 @@ def _truncate(path: Path, n_bytes: int | None = None) -> None:
     path.write_bytes(raw[: n_bytes if n_bytes is not None else int(len(raw) * 0.6)])
 
 
+def _header_only(path: Path, n_bytes: int) -> None:
+    """A complete gzip file holding only the first ``n_bytes`` of the NIfTI (its header cut short)."""
+    import gzip
+
+    path.write_bytes(gzip.compress(gzip.decompress(path.read_bytes())[:n_bytes]))
+
+
 def _move_manifest(root: Path) -> None:
     (root / "elsewhere").mkdir()
     shutil.move(root / "manifest.csv", root / "elsewhere" / "manifest.csv")
@@ -164,7 +171,7 @@ PREPARE_CASES: dict[str, tuple[Callable[[Path], None], str, list[str], list[str]
                                             ["manifest.csv", "class 0 (control)", "fewer than n_splits=10"]),
     "truncated_nifti": (lambda r: _truncate(r / "sub-0006/icn.nii.gz"), "manifest.csv", [],
                         ["sub-0006", "sub-0006/icn.nii.gz", "cannot be read", "truncated"]),
-    "unreadable_nifti_header": (lambda r: _truncate(r / "sub-0002/smri_gm.nii.gz", 60), "manifest.csv", [],
+    "unreadable_nifti_header": (lambda r: _header_only(r / "sub-0002/smri_gm.nii.gz", 60), "manifest.csv", [],
                                 ["sub-0002", "sub-0002/smri_gm.nii.gz", "not a readable NIfTI"]),
     "empty_manifest_0_bytes": (lambda r: (r / "manifest.csv").write_text(""), "manifest.csv", [],
                                ["manifest.csv", "is empty (0 bytes)", "subject_id, label, icn_path, smri_path"]),

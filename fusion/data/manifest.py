@@ -1,4 +1,5 @@
-"""Read and validate a VAE cohort manifest (``subject_id,label,icn_path,smri_path[,covariates...]``).
+"""Read and validate a VAE cohort manifest (``subject_id,label,icn_path,smri_path[,covariates...]``),
+comma-separated (``.csv``) or tab-separated (``.tsv``, as BIDS writes ``participants.tsv``).
 
 Every problem is reported as an :class:`~fusion.errors.InputError` that names the manifest line,
 the subject, the field or file, and what was expected. Problems found in one pass over the rows
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fusion.data.integrity import path_problem
 from fusion.errors import InputError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("subject_id", "label", "icn_path", "smri_path")
@@ -99,6 +101,46 @@ def relative_paths_message(manifest: Path, relative: list[tuple[int, str, Path]]
             "or write absolute paths")
 
 
+def manifest_separator(path: Path) -> str:
+    """The field separator of a manifest: tab for ``.tsv`` (BIDS ``participants.tsv`` style),
+    comma for ``.csv``; for another suffix, tab when the header has tabs and no commas."""
+    suffix = path.suffix.lower()
+    if suffix == ".tsv":
+        return "\t"
+    if suffix == ".csv":
+        return ","
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = f.readline()
+    return "\t" if "\t" in header and "," not in header else ","
+
+
+def read_table(path: Path, expected: str, **kwargs) -> pd.DataFrame:
+    """Read a manifest (CSV or TSV, see :func:`manifest_separator`) with column names stripped.
+
+    Args:
+        path: the manifest.
+        expected: what the file should hold, appended to every error (``"expected ..."``).
+        kwargs: passed to :func:`pandas.read_csv`.
+
+    Raises:
+        InputError: the path is not a readable file (missing, a directory, a link loop ...), is
+            empty or cannot be parsed.
+    """
+    problem = path_problem(path)
+    if problem is not None:
+        raise InputError(f"manifest {path} {problem}; {expected}")
+    if path.stat().st_size == 0:
+        raise InputError(f"manifest {path} is empty (0 bytes); {expected} and one row per subject")
+    sep = manifest_separator(path)
+    kind = "TSV" if sep == "\t" else "CSV"
+    try:
+        frame = pd.read_csv(path, sep=sep, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise InputError(f"manifest {path} is not a readable {kind} ({err}); {expected}") from err
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame
+
+
 def _resolve(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
@@ -108,24 +150,18 @@ def read_manifest(path: str | Path, check_files: bool = True) -> VAEManifest:
     """Read a VAE manifest and check its columns, ids, labels and (optionally) its files.
 
     Args:
-        path: the manifest CSV. Relative file paths in it are resolved against its folder.
-        check_files: also check that every ICN and sMRI file exists.
+        path: the manifest, comma-separated (``.csv``) or tab-separated (``.tsv``). Relative file
+            paths in it are resolved against its folder.
+        check_files: also check that every ICN and sMRI file exists and is a readable file
+            (a directory, a symbolic-link loop or a broken link each get their own message).
 
     Raises:
         InputError: listing every problem found (the first ten), each naming the manifest line,
             the subject and the field or file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"manifest {path} does not exist or is not a file; expected a CSV with columns {', '.join(REQUIRED_COLUMNS)}")
-    if path.stat().st_size == 0:
-        raise InputError(f"manifest {path} is empty (0 bytes); expected a CSV with columns {', '.join(REQUIRED_COLUMNS)} "
-                         "and one row per subject")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"manifest {path} is not a readable CSV ({err}); expected columns {', '.join(REQUIRED_COLUMNS)}") from err
-    frame.columns = [str(c).strip() for c in frame.columns]
+    expected = f"expected a CSV or TSV with columns {', '.join(REQUIRED_COLUMNS)}"
+    frame = read_table(path, expected, dtype=str, keep_default_na=False, skipinitialspace=True)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise InputError(f"manifest {path} lacks column(s) {missing}; found {list(frame.columns)}, "
@@ -180,9 +216,10 @@ def read_manifest(path: str | Path, check_files: bool = True) -> VAEManifest:
             is_relative = not Path(value).expanduser().is_absolute()
             if is_relative:
                 relative.append((line, value, resolved))
-            if check_files and not resolved.is_file():
-                problems.append(f"{where}: {column} file {resolved} does not exist")
-                missing_relative += is_relative
+            problem = path_problem(resolved) if check_files else None
+            if problem is not None:
+                problems.append(f"{where}: {column} file {resolved} {problem}")
+                missing_relative += is_relative and problem == "does not exist"
                 bad = True
             files[column] = resolved
         if not bad:

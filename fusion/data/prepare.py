@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 
 from fusion import __version__, io
 from fusion.data import neuromark
+from fusion.data.integrity import verify_manifest_files
 from fusion.data.manifest import MAX_REPORTED, ManifestEntry, VAEManifest, raise_collected, read_manifest
 from fusion.errors import ConfigError, InputError
 
@@ -263,6 +264,9 @@ def prepare_cohort(
         from fusion.data.folds import check_class_counts
 
         check_class_counts(table.labels, n_splits, where=f"manifest {table.path}")
+    # Every compressed file decompressed in full (gzip CRC32 + length) before a header is trusted:
+    # nibabel reads only what the image needs and would take a corrupt voxel or a cut trailer.
+    verify_manifest_files(table, progress=progress)
     shape, affine = _check_headers(table, n_icn)
     names = neuromark.generic_modality_names(n_icn)
 
