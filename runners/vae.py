@@ -49,6 +49,29 @@ class VAERunner(ConfigRunner):
         step = (self.stage_epoch_step - 1) * n_batches + self.loader_batch_step // max(1, self.engine.world_size) - 1
         return kl_warmup(step, max(1, round(warmup_epochs * n_batches)), self.beta)
 
+    @property
+    def dataset(self) -> Any:
+        """The prepared cohort from ``data``; ``data.voxel_size`` (mm, optional) is not a dataset
+        argument but a check: the prepared folder must have been resampled to it by
+        ``fusion prepare --voxel-size`` (null: any grid)."""
+        if self._dataset is None:
+            node = OmegaConf.select(self.cfg, "data", default=None)
+            expected = None
+            if node is not None and "voxel_size" in node:
+                expected = node.voxel_size
+                node = OmegaConf.create({k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "voxel_size"})
+            if node is None:
+                raise ConfigError("config key 'data' (the dataset node with a _target_) is required")
+            dataset = instantiate(node)
+            found = (getattr(dataset, "meta", None) or {}).get("voxel_size")
+            if expected is not None and (found is None or abs(float(found) - float(expected)) > 1e-6):
+                raise ConfigError(
+                    f"data.voxel_size is {expected} mm but the prepared folder {getattr(dataset, 'prepared_dir', '?')} "
+                    f"was prepared at {'its input grid (no --voxel-size)' if found is None else f'{found} mm'}; rerun "
+                    f"`fusion prepare --voxel-size {expected}` or set data.voxel_size={found if found is not None else 'null'}")
+            self._dataset = dataset
+        return self._dataset
+
     def build_model(self) -> torch.nn.Module:
         """The VAE from ``model``, on the grid of the prepared volumes unless ``in_shape`` is set."""
         node = OmegaConf.select(self.cfg, "model", default=None)

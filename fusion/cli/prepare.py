@@ -15,11 +15,14 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--n-icn", type=int, default=N_ICN, help="ICN components per subject")
     parser.add_argument("--n-splits", type=int, default=None,
                         help="also check that each class has at least this many subjects (stratified CV folds)")
+    parser.add_argument("--voxel-size", type=float, default=None, metavar="MM",
+                        help="resample ICNs and GM onto an isotropic grid of MM mm in the same MNI space "
+                             "(e.g. 6 for the CPU recipe on the NeuroMark 3 mm grid); default: keep the ICN grid")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     index = prepare_cohort(args.manifest, args.out, dtype=args.dtype, n_icn=args.n_icn, n_splits=args.n_splits,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, voxel_size=args.voxel_size)
     print(f"wrote {index}")
     return 0

@@ -31,7 +31,7 @@ from scipy import ndimage
 from tqdm.auto import tqdm
 
 from fusion import __version__, io
-from fusion.data import neuromark
+from fusion.data import neuromark, resample
 from fusion.data.integrity import verify_manifest_files
 from fusion.data.manifest import MAX_REPORTED, ManifestEntry, VAEManifest, raise_collected, read_manifest
 from fusion.errors import ConfigError, InputError
@@ -234,6 +234,7 @@ def prepare_cohort(
     n_icn: int = neuromark.N_ICN,
     n_splits: int | None = None,
     progress: bool = True,
+    voxel_size: float | None = None,
 ) -> Path:
     """Validate a VAE manifest and its files, then write the prepared folder.
 
@@ -246,6 +247,9 @@ def prepare_cohort(
         n_splits: when given, also check that each class has at least this many subjects, so
             that ``n_splits``-fold stratified cross-validation can run.
         progress: show a progress bar.
+        voxel_size: when given, every volume (and the ground-truth effect map) is resampled onto
+            an isotropic grid of this voxel size (mm) in the same world space
+            (:mod:`fusion.data.resample`); must be positive and not finer than the ICN grid.
 
     Returns:
         Path of ``out_dir/index.csv``.
@@ -269,6 +273,9 @@ def prepare_cohort(
     verify_manifest_files(table, progress=progress)
     shape, affine = _check_headers(table, n_icn)
     names = neuromark.generic_modality_names(n_icn)
+    input_grid = (shape, affine)
+    if voxel_size is not None:  # the ICN grid stays the reading grid; volumes are resampled after
+        shape, affine = resample.target_grid(shape, affine, voxel_size)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
@@ -276,13 +283,15 @@ def prepare_cohort(
         problems: list[str] = []
         scales = np.zeros((len(table), n_icn + 1))
         for i, entry in enumerate(tqdm(table.entries, desc="prepare", unit="subject", disable=not progress)):
-            volumes, found = _read_subject(entry, n_icn, shape, affine, names)
+            volumes, found = _read_subject(entry, n_icn, input_grid[0], input_grid[1], names)
             problems += found
             if len(problems) >= MAX_REPORTED:
                 problems.append(f"(stopped reading after subject {entry.subject_id!r})")
                 break
             if volumes is None:
                 continue
+            if voxel_size is not None:
+                volumes = resample.resample_stack(volumes, input_grid[1], shape, affine)
             scales[i] = np.abs(volumes.reshape(n_icn + 1, -1)).max(axis=1)
             volumes /= scales[i].astype(np.float32)[:, None, None, None]
             io.save_npy(staging / f"{entry.subject_id}.npy", volumes.astype(dtype, copy=False))
@@ -299,7 +308,8 @@ def prepare_cohort(
                 index[column] = covariates[column].to_numpy()
         io.write_csv(staging / "index.csv", index)
         io.save_npy(staging / "scales.npy", scales)
-        copied = _copy_ground_truth(table.path.parent, staging, shape, affine)
+        copied = _copy_ground_truth(table.path.parent, staging, shape, affine,
+                                    resample_from=input_grid[1] if voxel_size is not None else None)
         labels = table.labels
         io.write_json(staging / "meta.json", {
             "shape": list(shape),
@@ -318,6 +328,10 @@ def prepare_cohort(
             "scales": "scales.npy",
             "smri_resampling": "trilinear (scipy.ndimage.affine_transform, order 1) onto the ICN grid, 0 outside",
             "ground_truth": copied,
+            "voxel_size": None if voxel_size is None else float(voxel_size),
+            "input_shape": list(input_grid[0]),
+            "input_affine": np.asarray(input_grid[1]).tolist(),
+            "resampling": None if voxel_size is None else f"ICN grid -> {float(voxel_size):g} mm isotropic: {resample.RESAMPLING}",
             "fusion_version": __version__,
         })
         _swap_into_place(staging, out_dir)
@@ -328,12 +342,24 @@ def prepare_cohort(
     return out_dir / "index.csv"
 
 
-def _copy_ground_truth(source: Path, staging: Path, shape: tuple[int, ...], affine: np.ndarray) -> list[str]:
-    """Copy the embedded cohort's ground-truth files; warn when the effect map's grid differs."""
+def _copy_ground_truth(source: Path, staging: Path, shape: tuple[int, ...], affine: np.ndarray,
+                       resample_from: np.ndarray | None = None) -> list[str]:
+    """Copy the embedded cohort's ground-truth files; warn when the effect map's grid differs.
+
+    With ``resample_from`` (the ICN grid's affine) the effect map is resampled onto ``(shape,
+    affine)`` as the volumes were, instead of copied."""
     copied = []
     for name in GROUND_TRUTH_FILES:
         src = source / name
         if not src.is_file():
+            continue
+        if resample_from is not None and name.endswith(".nii.gz"):
+            import nibabel as nib
+
+            effect = np.moveaxis(np.asarray(nib.load(str(src)).get_fdata(dtype=np.float32)), -1, 0)
+            io.save_nifti(staging / name, np.moveaxis(resample.resample_stack(effect, resample_from, shape, affine), 0, -1),
+                          affine)
+            copied.append(name)
             continue
         with io.atomic_path(staging / name, suffix=".nii.gz" if name.endswith(".nii.gz") else ".json") as tmp:
             shutil.copyfile(src, tmp)
