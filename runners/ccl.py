@@ -59,6 +59,27 @@ class CCLRunner(ConfigRunner):
             self.dataset.fit_imputation(np.asarray(split["train"], dtype=int))
         return super().get_datasets(stage)
 
+    def build_model(self) -> torch.nn.Module:
+        """The ``model`` node, each view sized from the data where the data node infers the size
+        (``data.n_rois`` / ``data.n_snps`` null): views with an ``n_rois`` key get the cohort's
+        atlas size, views with ``n_snps`` its SNP count. Explicit sizes are left as configured."""
+        from omegaconf import OmegaConf
+
+        node = OmegaConf.select(self.cfg, "model", default=None)
+        inferred = [key for key in ("n_rois", "n_snps")
+                    if OmegaConf.select(self.cfg, f"data.{key}", default="absent") is None]
+        info = getattr(self.dataset, "info", None) if inferred else None
+        if info is None or node is None or OmegaConf.select(node, "views", default=None) is None:
+            return super().build_model()
+        node = node.copy()
+        for view in node.views.values():
+            for key in inferred:
+                if view is not None and key in view and getattr(info, key, None):
+                    view[key] = int(getattr(info, key))
+        from hydra.utils import instantiate
+
+        return instantiate(node)
+
     def view_names(self) -> list[str]:
         """Batch keys of the model's inputs, in order (``["fc", "snp"]`` by default)."""
         names = getattr(self.model, "view_names", None)

@@ -1,11 +1,13 @@
 """The gCAM-CCL manifest: subjects, their score or label, FC files and genotypes, validated.
 
-Manifest CSV columns: ``subject_id``, ``score`` (continuous; labels from its quantiles) or
-``label`` (given labels), ``fc_path`` (``.npy``, ``.csv`` or ``.mat``, a square ``(264, 264)``
-matrix) and optionally ``snp_path`` (one subject's genotype vector, ``.npy`` or ``.csv``). Paths
-are relative to the manifest's folder or absolute. Without ``snp_path`` the genotypes come from one
+Manifest columns (``.csv`` comma- or ``.tsv`` tab-separated): ``subject_id``, ``score``
+(continuous; labels from its quantiles) or ``label`` (given labels), ``fc_path`` (``.npy``,
+``.csv`` or ``.mat``, a square ``(264, 264)`` matrix; any atlas size with ``n_rois=None``) and
+optionally ``snp_path`` (one subject's genotype vector, ``.npy`` or ``.csv``). Paths are
+relative to the manifest's folder or absolute. Without ``snp_path`` the genotypes come from one
 genotype set: PLINK ``.bed/.bim/.fam`` or a CSV of 0/1/2 with a ``subject_id`` column, given
-explicitly or found beside the manifest (``genotypes.bed`` / ``genotypes.csv``).
+explicitly or found beside the manifest (``genotypes.bed`` / ``genotypes.csv``; when both are
+there, the ``genotypes`` setting must choose one: an error names both).
 
 Labels by score: the bottom ``quantiles[0]`` of the score is class 0 (``low``), the top
 ``quantiles[1]`` class 1 (``high``, the positive class of the metrics); the middle is left out,
@@ -14,22 +16,26 @@ as in Hu et al. 2021 (bottom 20% vs top 20% of WRAT).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from fusion.data.integrity import path_problem
 from fusion.errors import ConfigError, InputError
 
 PathLike = str | os.PathLike
+
+log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("low", "high")
 _LABEL_WORDS = {"0": 0, "1": 1, "low": 0, "high": 1, "control": 0, "patient": 1}
 
 
-def read_fc(path: PathLike, subject: str = "?", n_rois: int = 264, symmetry_tol: float = 1e-4,
-            mat_key: str | None = None) -> np.ndarray:
+def read_fc(path: PathLike, subject: str = "?", n_rois: int | None = 264, symmetry_tol: float = 1e-4,
+            mat_key: str | None = None, size_from: str = "n_rois") -> np.ndarray:
     """Read and validate one FC matrix.
 
     Args:
@@ -37,16 +43,21 @@ def read_fc(path: PathLike, subject: str = "?", n_rois: int = 264, symmetry_tol:
             header) or ``.mat`` (``scipy.io.loadmat``; the variable ``mat_key``, or the only 2D
             numeric variable).
         subject: subject id, for error messages.
-        n_rois: expected side of the matrix.
+        n_rois: expected side of the matrix; None accepts any square matrix.
         symmetry_tol: largest allowed ``|A - A.T|``.
+        size_from: where ``n_rois`` came from, for the message of a wrong size (e.g. "inferred
+            from subject 's01'").
 
     Returns:
         ``(n_rois, n_rois)`` float32.
     """
     path = Path(path)
     where = f"subject {subject!r}, FC file {path}"
-    if not path.is_file():
+    problem = path_problem(path)
+    if problem == "does not exist":
         raise InputError(f"{where}: file not found")
+    if problem is not None:
+        raise InputError(f"{where}: {problem}")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
@@ -84,8 +95,9 @@ def read_fc(path: PathLike, subject: str = "?", n_rois: int = 264, symmetry_tol:
         raise InputError(f"{where}: expected real numbers, got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise InputError(f"{where}: FC matrix must be square (n_rois x n_rois), got shape {arr.shape}")
-    if arr.shape[0] != n_rois:
-        raise InputError(f"{where}: expected {n_rois} x {n_rois} ROIs (Power-264), got {arr.shape[0]} x {arr.shape[1]}")
+    if n_rois is not None and arr.shape[0] != n_rois:
+        raise InputError(f"{where}: expected {n_rois} x {n_rois} ROIs ({size_from}), got {arr.shape[0]} x {arr.shape[1]}; "
+                         "every subject needs the same atlas")
     arr = arr.astype(np.float32)
     finite = np.isfinite(arr)
     if not finite.all():
@@ -145,6 +157,8 @@ class CCLManifest:
         manifest: path of the manifest.
         ground_truth: content of ``ground_truth.json`` beside the manifest, or None.
         n_total: number of subjects in the manifest (before dropping the middle group).
+        n_rois: side of every FC matrix (given, or inferred from the first labelled subject).
+        n_snps: SNPs per subject (given, or inferred from the genotypes).
     """
 
     subject_ids: list[str]
@@ -159,20 +173,52 @@ class CCLManifest:
     class_names: tuple[str, str] = CLASS_NAMES
     genotype_source: str = ""
     extra: dict = field(default_factory=dict)
+    n_rois: int = 0
+    n_snps: int = 0
 
 
-def _find_genotypes(folder: Path) -> Path | None:
-    for name in ("genotypes.bed", "genotypes.csv"):
-        if (folder / name).is_file():
-            return folder / name
-    beds = sorted(folder.glob("*.bed"))
-    return beds[0] if len(beds) == 1 else None
+GENOTYPE_NAMES = ("genotypes.bed", "genotypes.csv")
 
 
-def _read_snp_vector(path: Path, subject: str, n_snps: int) -> np.ndarray:
+def genotype_files_beside(folder: Path) -> list[Path]:
+    """The genotype sets found in ``folder``: ``genotypes.bed`` (else the only ``*.bed``) and ``genotypes.csv``."""
+    found = []
+    plink = folder / "genotypes.bed"
+    if plink.exists():
+        found.append(plink)
+    else:
+        beds = sorted(folder.glob("*.bed"))
+        if len(beds) == 1:
+            found.append(beds[0])
+    if (folder / "genotypes.csv").exists():
+        found.append(folder / "genotypes.csv")
+    return found
+
+
+def _find_genotypes(folder: Path, where: str) -> Path:
+    """The one genotype set beside the manifest; two sets (PLINK and CSV) are an error naming both."""
+    found = genotype_files_beside(folder)
+    if len(found) > 1:
+        names = " and ".join(str(p) for p in found)
+        raise InputError(
+            f"{where}: two genotype sets beside the manifest, {names}; which one holds the genotypes is not "
+            f"guessed: choose one with the genotypes setting (config key data.genotypes={found[0].name} or "
+            f"data.genotypes={found[1].name}; the genotypes argument in Python), or remove the other")
+    if not found:
+        beds = sorted(folder.glob("*.bed"))
+        several = f" ({len(beds)} .bed sets found: {', '.join(b.name for b in beds[:5])}; name one)" if beds else ""
+        raise InputError(f"{where}: no genotypes: give a .bed/.csv genotype set (data.genotypes), a 'snp_path' column, "
+                         f"or put genotypes.bed / genotypes.csv beside the manifest{several}")
+    return found[0]
+
+
+def _read_snp_vector(path: Path, subject: str, n_snps: int | None, size_from: str = "n_snps") -> np.ndarray:
     where = f"subject {subject!r}, SNP file {path}"
-    if not path.is_file():
+    problem = path_problem(path)
+    if problem == "does not exist":
         raise InputError(f"{where}: file not found")
+    if problem is not None:
+        raise InputError(f"{where}: {problem}")
     try:
         if path.suffix == ".npy":
             vec = np.load(path, allow_pickle=False)
@@ -181,8 +227,8 @@ def _read_snp_vector(path: Path, subject: str, n_snps: int) -> np.ndarray:
     except (ValueError, OSError) as err:
         raise InputError(f"{where}: cannot read ({err})") from err
     vec = np.asarray(vec, dtype=np.float32).ravel()
-    if vec.shape != (n_snps,):
-        raise InputError(f"{where}: expected {n_snps} SNPs, got {vec.size}")
+    if n_snps is not None and vec.shape != (n_snps,):
+        raise InputError(f"{where}: expected {n_snps} SNPs ({size_from}), got {vec.size}")
     return vec
 
 
@@ -192,8 +238,8 @@ def load_ccl_manifest(
     label_column: str | None = None,
     score_column: str = "score",
     quantiles: tuple[float, float] = (0.2, 0.2),
-    n_rois: int = 264,
-    n_snps: int = 750,
+    n_rois: int | None = 264,
+    n_snps: int | None = 750,
     symmetry_tol: float = 1e-4,
     validate_fc: bool = True,
     fc_mat_key: str | None = None,
@@ -201,30 +247,28 @@ def load_ccl_manifest(
     """Read a CCL manifest, derive labels, read and check genotypes (and every FC file).
 
     Args:
-        manifest: the CSV.
-        genotypes: a ``.bed`` or ``.csv`` genotype set; default: ``snp_path`` column, else
-            ``genotypes.bed``/``genotypes.csv`` (or the only ``.bed``) beside the manifest.
+        manifest: the manifest, ``.csv`` (comma) or ``.tsv`` (tab).
+        genotypes: a ``.bed`` or ``.csv`` genotype set (relative: to the current folder, else to
+            the manifest's); default: ``snp_path`` column, else ``genotypes.bed``/``genotypes.csv``
+            (or the only ``.bed``) beside the manifest. When both a PLINK set and
+            ``genotypes.csv`` lie there, this argument must choose one (an error names both).
         label_column: use this column's 0/1 (or low/high) labels instead of score quantiles; when
             None, a ``label`` column is used if there is no ``score_column``.
         score_column: continuous score column for quantile labels.
         quantiles: (bottom, top) fractions of the score forming classes 0 and 1.
-        n_rois, n_snps: expected sizes.
+        n_rois, n_snps: expected sizes; None infers them (FC side from the first labelled
+            subject, SNP count from the genotypes) and checks every subject against that.
         symmetry_tol: FC symmetry tolerance.
         validate_fc: read every labelled subject's FC now (errors surface before training).
     """
     import pandas as pd
 
+    from fusion.data.manifest import read_table
+
     manifest = Path(manifest)
-    if not manifest.is_file():
-        raise InputError(f"manifest {manifest} not found")
     where = f"manifest {manifest}"
-    if manifest.stat().st_size == 0:
-        raise InputError(f"{where} is empty (0 bytes); expected a CSV with columns subject_id, score|label, fc_path[, snp_path]")
-    try:
-        frame = pd.read_csv(manifest, dtype={"subject_id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-        raise InputError(f"{where} is not a readable CSV ({err}); expected columns subject_id, score|label, "
-                         "fc_path[, snp_path]") from err
+    frame = read_table(manifest, "expected a CSV or TSV with columns subject_id, score|label, fc_path[, snp_path]",
+                       dtype={"subject_id": str})
     for col in ("subject_id", "fc_path"):
         if col not in frame.columns:
             raise InputError(f"{where}: missing column {col!r} (columns: {list(frame.columns)})")
@@ -265,7 +309,13 @@ def load_ccl_manifest(
 
     sel_ids = [ids[k] for k in keep]
     fc_paths = [_abs(frame["fc_path"].iloc[k]) for k in keep]
-    missing = [(sid, p) for sid, p in zip(sel_ids, fc_paths) if not p.is_file()]
+    problems = {p: path_problem(p) for p in fc_paths}
+    unusable = [(sid, p, problems[p]) for sid, p in zip(sel_ids, fc_paths) if problems[p] not in (None, "does not exist")]
+    if unusable:
+        shown = "; ".join(f"subject {sid!r}: {p} {why}" for sid, p, why in unusable[:5])
+        raise InputError(f"{where}: {len(unusable)} FC path(s) are not readable files: {shown}"
+                         + (" ..." if len(unusable) > 5 else ""))
+    missing = [(sid, p) for sid, p in zip(sel_ids, fc_paths) if problems[p] is not None]
     relative = [(k + 2, str(frame["fc_path"].iloc[k]), fc_paths[i]) for i, k in enumerate(keep)
                 if not Path(str(frame["fc_path"].iloc[k])).is_absolute()]
     if missing and relative and len(missing) == len(fc_paths) == len(relative):
@@ -278,8 +328,18 @@ def load_ccl_manifest(
 
     # Genotypes.
     if genotypes is None and "snp_path" in frame.columns:
-        geno = np.stack([_read_snp_vector(_abs(frame["snp_path"].iloc[k]), ids[k], n_snps) for k in keep])
-        snp_ids = [f"snp{j:04d}" for j in range(n_snps)]
+        ignored = genotype_files_beside(base)
+        if ignored:
+            log.warning("%s: genotypes read from its snp_path column; %s beside it ignored (set data.genotypes "
+                        "to use a genotype set instead)", where, ", ".join(str(p) for p in ignored))
+        vectors: list[np.ndarray] = []
+        size_from = "n_snps"
+        for k in keep:
+            vectors.append(_read_snp_vector(_abs(frame["snp_path"].iloc[k]), ids[k], n_snps, size_from))
+            if n_snps is None:
+                n_snps, size_from = vectors[0].size, f"inferred from subject {ids[k]!r}"
+        geno = np.stack(vectors)
+        snp_ids = [f"snp{j:04d}" for j in range(geno.shape[1])]
         from fusion.data.genotypes import validate_codes
 
         validate_codes(geno, sel_ids, snp_ids, "snp_path files")
@@ -287,22 +347,25 @@ def load_ccl_manifest(
     else:
         from fusion.data.genotypes import read_genotypes
 
-        path = Path(genotypes) if genotypes is not None else _find_genotypes(base)
-        if path is None:
-            raise InputError(f"{where}: no genotypes: give a .bed/.csv genotype set, a 'snp_path' column, "
-                             f"or put genotypes.bed / genotypes.csv beside the manifest")
+        path = Path(genotypes) if genotypes is not None else _find_genotypes(base, where)
         if not path.is_absolute() and not path.exists():
             path = base / path
         gset = read_genotypes(path)
         geno = gset.select(sel_ids)
         snp_ids = gset.snp_ids
         source = str(path)
-    if geno.shape[1] != n_snps:
-        raise InputError(f"genotypes {source}: expected {n_snps} SNPs, got {geno.shape[1]}")
+    if n_snps is not None and geno.shape[1] != n_snps:
+        raise InputError(f"genotypes {source}: expected {n_snps} SNPs (n_snps), got {geno.shape[1]}; set n_snps: null "
+                         "to take the count from the genotypes")
+    n_snps = int(geno.shape[1])
 
+    size_from = "n_rois"
+    if n_rois is None:  # the first labelled subject sets the atlas size; every other must match
+        n_rois = int(read_fc(fc_paths[0], sel_ids[0], None, symmetry_tol, fc_mat_key).shape[0])
+        size_from = f"inferred from subject {sel_ids[0]!r}"
     if validate_fc:
         for sid, p in zip(sel_ids, fc_paths):
-            read_fc(p, sid, n_rois, symmetry_tol, fc_mat_key)
+            read_fc(p, sid, n_rois, symmetry_tol, fc_mat_key, size_from)
 
     truth = None
     gt_path = base / "ground_truth.json"
@@ -321,4 +384,6 @@ def load_ccl_manifest(
         ground_truth=truth,
         n_total=len(frame),
         genotype_source=source,
+        n_rois=int(n_rois),
+        n_snps=n_snps,
     )

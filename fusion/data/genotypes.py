@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fusion.data.integrity import path_problem
 from fusion.errors import InputError
 
 PathLike = str | os.PathLike
@@ -73,6 +74,71 @@ def validate_codes(values: np.ndarray, subject_ids: list[str], snp_ids: list[str
         )
 
 
+PLINK_MAGIC = b"\x6c\x1b"  # the .bed's first two bytes; the third is 1 for SNP-major order
+
+
+def _plink_text_rows(path: Path, n_fields: int, what: str) -> int:
+    """Number of rows of a ``.bim`` / ``.fam``; a row without ``n_fields`` fields is an error naming its line."""
+    n = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line_number, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != n_fields:
+                raise InputError(f"PLINK {what} file {path}, line {line_number}: {len(fields)} field(s); expected "
+                                 f"{n_fields} (whitespace-separated)")
+            n += 1
+    if n == 0:
+        raise InputError(f"PLINK {what} file {path} has no rows; expected one line per "
+                         f"{'SNP' if what == '.bim' else 'individual'}")
+    return n
+
+
+def check_plink_set(bed: Path) -> tuple[int, int]:
+    """Check that a PLINK set's three files agree, and name the file at fault when they do not.
+
+    A SNP-major ``.bed`` holds 3 header bytes then, per SNP of the ``.bim``, ceil(n/4) bytes for
+    the n individuals of the ``.fam``. When the size disagrees, the count that explains the size
+    exactly is blamed: the ``.bim`` if the size is a whole number of SNP rows for the ``.fam``'s
+    individuals, else the ``.fam`` if it is a whole row length for the ``.bim``'s SNPs, else the
+    ``.bed`` itself (cut or corrupt).
+
+    Returns:
+        ``(n_individuals, n_snps)``.
+    """
+    bim, fam = bed.with_suffix(".bim"), bed.with_suffix(".fam")
+    n_snps = _plink_text_rows(bim, 6, ".bim")
+    n_ind = _plink_text_rows(fam, 6, ".fam")
+    with open(bed, "rb") as f:
+        head = f.read(3)
+    if head[:2] != PLINK_MAGIC:
+        raise InputError(f"PLINK .bed file {bed} does not start with the PLINK magic bytes 0x6c 0x1b (got "
+                         f"{head[:2].hex(' ') or 'nothing'}); expected a PLINK 1 binary genotype file")
+    if head[2:3] != b"\x01":
+        raise InputError(f"PLINK .bed file {bed} is not in SNP-major order (mode byte {head[2:3].hex() or 'missing'}, "
+                         "expected 01); convert it with plink --make-bed")
+    size = bed.stat().st_size
+    row = (n_ind + 3) // 4
+    expected = 3 + n_snps * row
+    if size == expected:
+        return n_ind, n_snps
+    body = size - 3
+    if body > 0 and body % row == 0:
+        raise InputError(
+            f"PLINK .bim file {bim} lists {n_snps} SNP(s), but {bed} holds genotypes of {body // row} SNP(s) for the "
+            f"{n_ind} individual(s) of {fam}; expected one .bim line per SNP of the .bed (a .bim of another set?)")
+    if body > 0 and body % n_snps == 0:
+        per_snp = body // n_snps
+        raise InputError(
+            f"PLINK .fam file {fam} lists {n_ind} individual(s), but {bed} holds {per_snp} byte(s) per SNP for the "
+            f"{n_snps} SNP(s) of {bim}, i.e. {4 * per_snp - 3}-{4 * per_snp} individuals; expected one .fam line per "
+            "individual of the .bed (a .fam of another set?)")
+    raise InputError(
+        f"PLINK .bed file {bed} has {size} bytes; expected {expected} (3 + {n_snps} SNPs of {bim} x {row} bytes for the "
+        f"{n_ind} individuals of {fam}): the .bed is truncated or corrupt")
+
+
 def read_plink(path: PathLike) -> Genotypes:
     """Read a PLINK set given its ``.bed`` path (or the prefix without extension).
 
@@ -84,8 +150,10 @@ def read_plink(path: PathLike) -> Genotypes:
     bed = path if path.suffix == ".bed" else path.with_name(path.name + ".bed")
     for ext in (".bed", ".bim", ".fam"):
         part = bed.with_suffix(ext)
-        if not part.is_file():
-            raise InputError(f"PLINK genotype set {bed.with_suffix('')}: file {part} not found")
+        problem = path_problem(part)
+        if problem is not None:
+            raise InputError(f"PLINK genotype set {bed.with_suffix('')}: file {part} {problem}")
+    check_plink_set(bed)
     try:
         with open_bed(bed, num_threads=1) as reader:
             values = reader.read(dtype="float32")
@@ -107,8 +175,9 @@ def read_genotype_csv(path: PathLike, id_column: str = "subject_id") -> Genotype
     import pandas as pd
 
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"genotype CSV {path} not found")
+    problem = path_problem(path)
+    if problem is not None:
+        raise InputError(f"genotype CSV {path} {problem}")
     try:
         frame = pd.read_csv(path, dtype={id_column: str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:

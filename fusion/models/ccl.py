@@ -54,6 +54,58 @@ def _ordered(layers: dict[str, nn.Module]) -> "OrderedDict[str, nn.Module]":  # 
     return OrderedDict(layers)
 
 
+def _stage_output(size: int, kernel: int, padding: int, pool: int | None) -> int:
+    """Length along one axis after conv (stride 1) and max-pool (floor); < 1 means nothing is left."""
+    out = size + 2 * padding - kernel + 1
+    return out // pool if (pool and out >= 1) else out
+
+
+def _fit_spec(spec: Sequence[tuple[int, int | None, int, int | None]], size: int, net: str,
+              size_name: str) -> list[tuple[int, int, int, int | None]]:
+    """Check that ``spec`` collapses an input of ``size`` to one position, resolving a ``None``
+    kernel of the last stage to what the earlier stages leave (so any input size works).
+
+    Raises:
+        ConfigError: naming the input size the kernels and pools take, and the last kernel that
+            would fit ``size``.
+    """
+    fitted: list[tuple[int, int, int, int | None]] = []
+    n = int(size)
+    for k, (channels, kernel, padding, pool) in enumerate(spec, start=1):
+        if kernel is None:
+            if k != len(spec):
+                raise ConfigError(f"{net}: only the last kernel may be null (collapse what is left); conv{k} has none")
+            kernel = n + 2 * padding
+        fitted.append((channels, int(kernel), padding, pool))
+        out = _stage_output(n, int(kernel), padding, pool)
+        if out < 1 or (k == len(spec) and out != 1):
+            explicit = [kern for _, kern, _, _ in spec]
+            fits = [m for m in range(1, 20001) if _collapses(spec, m)]
+            takes = f"{size_name} {fits[0]}-{fits[-1]}" if fits else f"no {size_name}"
+            if k == len(spec):
+                last = (f"; for {size_name}={size} set the last kernel to null (collapse what the pools leave) "
+                        f"or to {n + 2 * padding}")
+            else:
+                last = f"; for {size_name}={size} use smaller kernels or pools in the first {k} stage(s)"
+            raise ConfigError(
+                f"{net} with kernels {explicit}, paddings {[s[2] for s in spec]} and pools {[s[3] for s in spec]} "
+                f"takes {takes}; an input of {size_name}={size} leaves {max(out, 0)} position(s) after conv{k} "
+                f"(expected 1 after the last){last}")
+        n = out
+    return fitted
+
+
+def _collapses(spec: Sequence[tuple[int, int | None, int, int | None]], size: int) -> bool:
+    n = size
+    for channels, kernel, padding, pool in spec:
+        if kernel is None:
+            return n >= 1
+        n = _stage_output(n, kernel, padding, pool)
+        if n < 1:
+            return False
+    return n == 1
+
+
 class _ViewNet(nn.Module):
     """A stack of conv stages whose last stage collapses the input to one position."""
 
@@ -61,9 +113,10 @@ class _ViewNet(nn.Module):
     input_shape: tuple[int, ...]
     channels_last: bool = False
 
-    def __init__(self, dims: int, spec: Sequence[tuple[int, int, int, int | None]], in_channels: int,
-                 dropout: float, input_shape: tuple[int, ...]) -> None:
+    def __init__(self, dims: int, spec: Sequence[tuple[int, int | None, int, int | None]], in_channels: int,
+                 dropout: float, input_shape: tuple[int, ...], size_name: str = "size") -> None:
         super().__init__()
+        spec = _fit_spec(spec, int(input_shape[-1]), type(self).__name__, size_name)
         stages: dict[str, nn.Module] = {}
         channels = in_channels
         n = len(spec)
@@ -94,11 +147,13 @@ class FCNet(_ViewNet):
 
     Args:
         channels: output channels of the four convs (paper: 16, 32, 32, 64).
-        kernels: kernel sizes (paper: 7, 5, 3, 11).
+        kernels: kernel sizes (paper: 7, 5, 3, 11). The last may be ``None``: the size that
+            collapses what the pools leave to 1 x 1 (11 for 264 ROIs), so any atlas size works.
         paddings: paddings (paper: 3, 2, 1, 0).
         pools: max-pool sizes after each conv, ``None`` for none (paper: 2, 4, 3, none).
         dropout: dropout probability in the middle layers (paper: 0.2).
-        n_rois: side of the FC matrix (paper: 264).
+        n_rois: side of the FC matrix (paper: 264; the paper's kernels take 264-287: another
+            atlas needs a null or fitting last kernel, which the error for a misfit names).
         channels_last: keep weights and activations in the NHWC memory layout: the same numbers
             up to rounding, about 1.7x faster training steps on a CPU (oneDNN). State dicts load
             into either layout.
@@ -107,7 +162,7 @@ class FCNet(_ViewNet):
     def __init__(
         self,
         channels: Sequence[int] = (16, 32, 32, 64),
-        kernels: Sequence[int] = (7, 5, 3, 11),
+        kernels: Sequence[int | None] = (7, 5, 3, 11),
         paddings: Sequence[int] = (3, 2, 1, 0),
         pools: Sequence[int | None] = (2, 4, 3, None),
         dropout: float = 0.2,
@@ -115,7 +170,7 @@ class FCNet(_ViewNet):
         channels_last: bool = False,
     ) -> None:
         spec = list(zip(channels, kernels, paddings, pools, strict=True))
-        super().__init__(2, spec, 1, dropout, (1, n_rois, n_rois))
+        super().__init__(2, spec, 1, dropout, (1, n_rois, n_rois), "n_rois")
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.to(memory_format=torch.channels_last)  # only the 4D conv weights change
@@ -126,24 +181,25 @@ class SNPNet(_ViewNet):
 
     Args:
         channels: output channels of the three convs (paper: 16, 32, 64).
-        kernels: kernel sizes (paper: 31, 31, 15).
+        kernels: kernel sizes (paper: 31, 31, 15); the last may be ``None`` (collapse what is
+            left: 15 for 750 SNPs), so any SNP count works.
         paddings: paddings (paper: none).
         pools: max-pool sizes after each conv (paper: 6, 6, none).
         dropout: dropout probability in the middle layers (paper: 0.2).
-        n_snps: number of SNPs (paper: 750).
+        n_snps: number of SNPs (paper: 750; the paper's kernels take 750-785).
     """
 
     def __init__(
         self,
         channels: Sequence[int] = (16, 32, 64),
-        kernels: Sequence[int] = (31, 31, 15),
+        kernels: Sequence[int | None] = (31, 31, 15),
         paddings: Sequence[int] = (0, 0, 0),
         pools: Sequence[int | None] = (6, 6, None),
         dropout: float = 0.2,
         n_snps: int = 750,
     ) -> None:
         spec = list(zip(channels, kernels, paddings, pools, strict=True))
-        super().__init__(1, spec, 1, dropout, (1, n_snps))
+        super().__init__(1, spec, 1, dropout, (1, n_snps), "n_snps")
 
 
 class CollaborativeNet(nn.Module):
