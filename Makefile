@@ -21,7 +21,11 @@ VAE_DATA := data/vae_small
 CCL_DATA := data/ccl_small
 VAE_PREPARED := $(VAE_DATA)/prepared/index.csv
 CCL_MANIFEST := $(CCL_DATA)/manifest.csv
-HYDRA := $(BIN)/catalyst-dl run --hydra --config-dir conf
+# Catalyst's entry point declares `@hydra.main()` without version_base, and Hydra 1.3 warns about it
+# (and the implied config_path) on every run; our configs set what that default changes
+# (hydra.job.chdir), so those two warnings, raised from that one module, are silenced.
+HYDRA := PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}ignore::UserWarning:catalyst.dl.scripts.hydra_run" \
+	$(BIN)/catalyst-dl run --hydra --config-dir conf
 
 .PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds ccl ccl-table3 bench cohorts prepare clean
 

@@ -19,6 +19,7 @@ Differences from :class:`runners.base.ConfigRunner`:
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from typing import Any
 
@@ -58,6 +59,15 @@ class CCLRunner(ConfigRunner):
         if split is not None and hasattr(self.dataset, "fit_imputation"):
             self.dataset.fit_imputation(np.asarray(split["train"], dtype=int))
         return super().get_datasets(stage)
+
+    def _check_callbacks(self) -> None:
+        """Catalyst's callback checks, without the criterion one: :meth:`handle_batch` computes
+        the loss itself (the criterion is a config node, not a ``CriterionCallback``), so Catalyst's
+        "No ICriterionCallback/CriterionCallback" warning would fire on every stage of a normal run."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"No ``ICriterionCallback/CriterionCallback``",
+                                    category=UserWarning)
+            super()._check_callbacks()
 
     def build_model(self) -> torch.nn.Module:
         """The ``model`` node, each view sized from the data where the data node infers the size

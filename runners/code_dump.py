@@ -6,6 +6,11 @@
 files from under another's ``copytree``; the job then dies with a ``shutil.Error`` that submitit
 cannot even pickle. Here each copy goes to a private temporary folder and is renamed into place;
 a job that finds the folder already replaced by another job's identical copy keeps that one.
+
+The same entry point lists the installed packages in ``<logdir>/configs/pip-packages.txt`` by
+running ``pip freeze`` from ``PATH``: the system's pip when the run's interpreter is a virtual
+environment that was not activated (``.venv/bin/catalyst-dl``, as ``make`` runs it).
+:func:`list_packages` lists the packages of the interpreter that runs instead.
 """
 
 from __future__ import annotations
@@ -44,9 +49,28 @@ def dump_code(logdir: str | os.PathLike, expdir: str | os.PathLike | None = None
         _copy_into_place(expdir, code / expdir.name)
 
 
+def list_packages() -> str:
+    """``name==version`` of every distribution the running interpreter imports from (its
+    ``sys.path``, through ``importlib.metadata``), sorted by name, in ``pip freeze`` format, after a
+    comment naming the interpreter."""
+    from importlib import metadata
+
+    seen: dict[str, tuple[str, str]] = {}  # lower-case name -> (name, version)
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() not in seen:  # the first on sys.path wins, as for imports
+            seen[name.lower()] = (name, dist.version)
+    lines = [f"# packages of {sys.executable} (Python {sys.version.split()[0]})"]
+    lines += [f"{name}=={version}" for _, (name, version) in sorted(seen.items())]
+    return "\n".join(lines)
+
+
 def install() -> None:
     """Make ``catalyst-dl run --hydra`` use :func:`dump_code` (it imports the experiment folder,
-    this package, before it dumps the code)."""
+    this package, before it dumps the code) and :func:`list_packages` for ``pip-packages.txt``."""
     module = sys.modules.get("catalyst.dl.scripts.hydra_run")
     if module is not None and getattr(module, "dump_code", None) is not dump_code:
         module.dump_code = dump_code
+    environment = sys.modules.get("catalyst.utils.sys")
+    if environment is not None and getattr(environment, "_list_pip_packages", None) is not list_packages:
+        environment._list_pip_packages = list_packages
