@@ -124,6 +124,12 @@ def check_plink_set(bed: Path) -> tuple[int, int]:
     if size == expected:
         return n_ind, n_snps
     body = size - 3
+    if body > 0 and body % row == 0 and body % n_snps == 0 and body // n_snps != row:
+        per_snp = body // n_snps
+        raise InputError(
+            f"PLINK .bim file {bim} ({n_snps} SNPs) or .fam file {fam} ({n_ind} individuals) does not belong to "
+            f"{bed} ({size} bytes): it holds either {body // row} SNP(s) for these individuals or "
+            f"{4 * per_snp - 3}-{4 * per_snp} individuals for these SNPs; expected the three files of one set")
     if body > 0 and body % row == 0:
         raise InputError(
             f"PLINK .bim file {bim} lists {n_snps} SNP(s), but {bed} holds genotypes of {body // row} SNP(s) for the "
