@@ -17,6 +17,7 @@ from fusion.errors import FusionError
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "cohort-vae": ("fusion.cli.cohort_vae", "write the embedded synthetic ICN + sMRI cohort (NIfTI + manifest)"),
+    "manifest": ("fusion.cli.manifest", "write a VAE manifest from a BIDS-derivatives folder and participants.tsv"),
     "prepare": ("fusion.cli.prepare", "validate a VAE manifest and write one prepared array per subject"),
     "cohort-ccl": ("fusion.cli.cohort_ccl", "write the embedded synthetic FC + SNP cohort (files + manifest)"),
     "vae-table1": ("fusion.cli.vae_table1", "VAE latent sizes + PCA baselines -> Table I"),
