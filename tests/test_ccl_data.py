@@ -215,3 +215,75 @@ def test_dataset_items_and_training_only_imputation(tmp_path):
     assert item["snp"][0, 0].item() == 2.0
     ds.fit_imputation([4, 5, 6])  # s16-s18: rs0 = 0
     assert ds[7]["snp"][0, 0].item() == 0.0
+
+
+def test_sizes_inferred_from_the_data_and_checked_across_subjects(tmp_path):
+    manifest = _write_cohort(tmp_path, n=20)
+    frame = pd.read_csv(manifest)
+    tsv = manifest.with_suffix(".tsv")
+    frame.to_csv(tsv, sep="\t", index=False)
+    info = load_ccl_manifest(tsv, n_rois=None, n_snps=None)
+    assert (info.n_rois, info.n_snps) == (R, P)
+    explicit = load_ccl_manifest(manifest, n_rois=R, n_snps=P)
+    np.testing.assert_array_equal(info.genotypes, explicit.genotypes)
+    assert info.subject_ids == explicit.subject_ids
+    np.save(tmp_path / "fc" / "s17.npy", np.zeros((R + 2, R + 2), np.float32))
+    with pytest.raises(InputError, match=r"subject 's17'.*expected 12 x 12 ROIs \(inferred from subject 's00'\), got 14 x 14"):
+        load_ccl_manifest(tsv, n_rois=None, n_snps=None)
+    with pytest.raises(InputError, match=r"genotypes .*genotypes.csv: expected 750 SNPs \(n_snps\), got 20"):
+        load_ccl_manifest(manifest, n_rois=R, n_snps=750)
+
+
+def test_snp_count_inferred_from_per_subject_files(tmp_path):
+    manifest = _write_cohort(tmp_path, n=20)
+    rng = np.random.default_rng(4)
+    frame = pd.read_csv(manifest)
+    (tmp_path / "snp").mkdir()
+    for sid in frame["subject_id"]:
+        np.save(tmp_path / "snp" / f"{sid}.npy", rng.integers(0, 3, size=P).astype(np.float32))
+    frame["snp_path"] = [f"snp/{sid}.npy" for sid in frame["subject_id"]]
+    frame.to_csv(manifest, index=False)
+    (tmp_path / "genotypes.csv").unlink()
+    info = load_ccl_manifest(manifest, n_rois=None, n_snps=None)
+    assert info.n_snps == P and info.genotypes.shape == (8, P)
+    np.testing.assert_array_equal(info.genotypes[0], np.load(tmp_path / "snp" / "s00.npy"))
+    np.save(tmp_path / "snp" / "s18.npy", np.zeros(P - 1, np.float32))
+    with pytest.raises(InputError, match=r"subject 's18'.*expected 20 SNPs \(inferred from subject 's00'\), got 19"):
+        load_ccl_manifest(manifest, n_rois=None, n_snps=None)
+
+
+def test_ccl_run_sizes_its_networks_from_the_data(tmp_path):
+    """data.n_rois/n_snps null: the runner builds the views for the cohort's 24 ROIs and 20 SNPs
+    (with last kernels that collapse what is left); the paper's kernels give an error naming the
+    sizes they take."""
+    from reliability_helpers import run_config
+
+    from fusion.errors import ConfigError
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "fc").mkdir()
+    rows = []
+    for k in range(40):
+        a = rng.normal(size=(24, 24)).astype(np.float32)
+        np.save(tmp_path / "fc" / f"s{k:02d}.npy", (a + a.T) / 2)
+        rows.append({"subject_id": f"s{k:02d}", "score": float(k), "fc_path": f"fc/s{k:02d}.npy"})
+    pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
+    g = pd.DataFrame(rng.integers(0, 3, size=(40, P)), columns=[f"rs{j}" for j in range(P)])
+    g.insert(0, "subject_id", [f"s{k:02d}" for k in range(40)])
+    g.to_csv(tmp_path / "genotypes.csv", index=False)
+    common = [f"data.manifest={tmp_path / 'manifest.csv'}", "data.n_rois=null", "data.n_snps=null",
+              "stage.num_epochs=1", "callbacks.activation_maps=null"]
+    runner = run_config("ccl", [f"logdir={tmp_path / 'run'}", *common, "model.views.fc.kernels=[7,5,3,null]",
+                                "model.views.snp.kernels=[5,5,null]", "model.views.snp.pools=[2,2,null]"])
+    model = runner.build_model()
+    assert model.views["fc"].input_shape == (1, 24, 24) and model.views["snp"].input_shape == (1, P)
+    assert model.views["fc"].features.conv4.conv.kernel_size == (1, 1)
+    assert (tmp_path / "run" / "fold_00" / "complete.json").is_file()
+    with pytest.raises(Exception) as info:
+        run_config("ccl", [f"logdir={tmp_path / 'run2'}", *common])
+    chain, err = [], info.value
+    while err is not None:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    assert any(isinstance(e, ConfigError) and "takes n_rois 264-287" in str(e) and "n_rois=24" in str(e)
+               for e in chain), chain
