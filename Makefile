@@ -27,7 +27,7 @@ CCL_MANIFEST := $(CCL_DATA)/manifest.csv
 HYDRA := PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}ignore::UserWarning:catalyst.dl.scripts.hydra_run" \
 	$(BIN)/catalyst-dl run --hydra --config-dir conf
 
-.PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds ccl ccl-table3 bench cohorts prepare clean
+.PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds ccl ccl-paper ccl-table3 bench cohorts prepare clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,8 +57,27 @@ prepare: $(STAMP)
 vae: $(STAMP) $(if $(findstring data.,$(ARGS)),,$(VAE_PREPARED))
 	$(HYDRA) --config-name vae $(if $(LOGDIR),logdir=$(LOGDIR)) $(ARGS)
 
-vae-paper: $(STAMP)
+# Paper-size cohorts (conf/data/vae_paper.yaml, ccl_paper.yaml): built and prepared before the first
+# paper run, rebuilt when their generator changes; ARGS naming data.* (your own data) skips them.
+VAE_PAPER_DATA := data/vae_paper
+CCL_PAPER_DATA := data/ccl_paper
+VAE_PAPER_PREPARED := $(VAE_PAPER_DATA)/prepared/index.csv
+CCL_PAPER_MANIFEST := $(CCL_PAPER_DATA)/manifest.csv
+
+$(VAE_PAPER_DATA)/manifest.csv: fusion/data/synthetic_volumes.py | $(STAMP)
+	$(BIN)/fusion cohort-vae --out $(VAE_PAPER_DATA) --size paper --overwrite
+
+$(VAE_PAPER_PREPARED): $(VAE_PAPER_DATA)/manifest.csv
+	$(BIN)/fusion prepare --manifest $(VAE_PAPER_DATA)/manifest.csv --out $(VAE_PAPER_DATA)/prepared
+
+$(CCL_PAPER_MANIFEST): fusion/data/synthetic_ccl.py | $(STAMP)
+	$(BIN)/fusion cohort-ccl --out $(CCL_PAPER_DATA) --size paper --overwrite
+
+vae-paper: $(STAMP) $(if $(findstring data.,$(ARGS)),,$(VAE_PAPER_PREPARED))
 	$(HYDRA) --config-name vae_paper $(if $(LOGDIR),logdir=$(LOGDIR)) $(ARGS)
+
+ccl-paper: $(STAMP) $(if $(findstring data.,$(ARGS)),,$(CCL_PAPER_MANIFEST))
+	$(HYDRA) --config-name ccl_paper $(if $(LOGDIR),logdir=$(LOGDIR)) $(ARGS)
 
 vae-table1: $(STAMP) $(VAE_PREPARED)
 	$(BIN)/fusion vae-table1 $(if $(LOGDIR),--logdir $(LOGDIR)) -- $(ARGS)
