@@ -16,7 +16,7 @@ from runners.base import is_main_process
 
 
 def classify_fold(
-    latents: dict[str, np.ndarray], svm: LinearSVM
+    latents: dict[str, np.ndarray], svm: LinearSVM, features: np.ndarray | None = None
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Fit ``svm`` on the training and validation subjects, score the test subjects.
 
@@ -24,6 +24,8 @@ def classify_fold(
         latents: arrays of a ``latents.npz``: ``mu`` ``(n, M, l)``, ``labels`` ``(n,)``,
             ``subject_ids`` ``(n,)``, ``train``, ``val``, ``test`` index arrays.
         svm: an unfitted classifier.
+        features: ``(n, M * l)`` features to use instead of the flattened ``mu`` (e.g. confound
+            adjusted by :func:`fusion.evaluate.run_statistics.fold_features`).
 
     Returns:
         ``(result, weights)``: the JSON-ready result (``auc``, sizes, test subject ids, labels and
@@ -35,7 +37,7 @@ def classify_fold(
     mu = np.asarray(latents["mu"])
     if mu.ndim != 3:
         raise InputError(f"latents 'mu' must be (n_subjects, n_modalities, latent_dim), got {mu.shape}")
-    features = mu.reshape(mu.shape[0], -1)
+    features = mu.reshape(mu.shape[0], -1) if features is None else np.asarray(features)
     labels = np.asarray(latents["labels"])
     fit_rows = np.concatenate([latents["train"], latents["val"]]).astype(np.int64)
     test = np.asarray(latents["test"], dtype=np.int64)
@@ -76,6 +78,8 @@ class SVMClassificationCallback(Callback):
         standardize: scale features with the training statistics first.
         logdir: the run's folder; None uses ``runner.logdir``.
         latents: latents file inside the stage folder.
+        confounds: the ``confounds`` node: covariates regressed out of / ComBat on the latents,
+            fitted on the fold's train + val subjects (:mod:`fusion.evaluate.confounds`).
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class SVMClassificationCallback(Callback):
         standardize: bool = False,
         logdir: str | Path | None = None,
         latents: str = "latents.npz",
+        confounds: dict | None = None,
     ):
         super().__init__(order=CallbackOrder.external_extra + 10, node=CallbackNode.master)
         self.C = C
@@ -96,6 +101,7 @@ class SVMClassificationCallback(Callback):
         self.standardize = standardize
         self.logdir = logdir
         self.latents = latents
+        self.confounds = None if confounds is None else dict(confounds)
 
     def on_stage_end(self, runner: Any) -> None:
         """Fit, score and save this fold's classification."""
@@ -108,7 +114,12 @@ class SVMClassificationCallback(Callback):
         svm = LinearSVM(
             C=self.C, backend=self.backend, max_iter=self.max_iter, tol=self.tol, standardize=self.standardize
         )
-        result, weights = classify_fold(load_npz(path), svm)
+        from fusion.evaluate.run_statistics import fold_features
+
+        latents = load_npz(path)
+        table = getattr(getattr(runner, "dataset", None), "index_table", None)
+        features = fold_features(latents, table, self.confounds, where=runner.stage_key)
+        result, weights = classify_fold(latents, svm, features)
         result = {"stage": runner.stage_key, **result}
         save_npz(stage_dir / "svm.npz", **weights)
         write_json(stage_dir / "result.json", result)

@@ -26,7 +26,7 @@ class VAERunner(ConfigRunner):
     callbacks through interpolation). ``model.in_shape: null`` takes the prepared data's grid.
     """
 
-    config_keys = ConfigRunner.config_keys | {"loss", "svm", "latents"}
+    config_keys = ConfigRunner.config_keys | {"loss", "svm", "latents", "confounds", "statistics"}
 
     @property
     def beta(self) -> float:

@@ -562,6 +562,30 @@ def _image(lines: list[str], logdir: Path, name: str, alt: str, missing: str) ->
     lines.append("")
 
 
+def _verdict_lines(results: Mapping[str, Any]) -> list[str]:
+    """The warning banner (when the run is flagged) and the pooled statistics, for the top of the report."""
+    stats = results.get("statistics")
+    if not stats:
+        return []
+    lines: list[str] = []
+    if results.get("interpretable") is False:
+        lines += ["> **WARNING: the VAE's importance and group maps are not interpretable.**"]
+        lines += [f"> - {reason}" for reason in results.get("flags", [])]
+        lines += [""]
+    pooled = stats.get("pooled_auc", {})
+    perm = stats.get("permutation") or {}
+    text = f"Pooled test ROC-AUC {_fmt(pooled.get('auc'))} (95% bootstrap CI {_fmt(pooled.get('ci', [None])[0])}-" \
+           f"{_fmt(pooled.get('ci', [None, None])[1])}, n = {pooled.get('n')})"
+    if perm:
+        text += f"; SVM label-permutation p = {perm['p']:.3g} ({perm['n_perm']} permutations, SVM refitted)"
+    lines += [text + ".", ""]
+    scored = {k: v for k, v in (stats.get("pca_baselines") or {}).items() if isinstance(v.get("auc"), float)}
+    if scored:
+        lines += ["PCA baselines on the same folds (pooled AUC): " + ", ".join(
+            f"{k.replace('@', ' l=')} {_fmt(v['auc'])}" for k, v in scored.items()) + ".", ""]
+    return lines
+
+
 def write_vae_report(logdir: PathLike) -> Path:
     """Assemble ``report.md`` in a VAE run directory from its result files and figures.
 
@@ -579,6 +603,10 @@ def write_vae_report(logdir: PathLike) -> Path:
     folds = fold_dirs(logdir)
     facts.append(f"folds: {len(folds)}")
     lines += [", ".join(facts), ""]
+    lines += _verdict_lines(results)
+    not_interpretable = results.get("interpretable") is False
+    caveat = ["> **Not interpretable** (see the warning at the top): this section describes what the model "
+              "uses, not a finding about the groups.", ""] if not_interpretable else []
 
     # Classification.
     lines += ["## Classification (linear SVM on the concatenated latents)", ""]
@@ -601,7 +629,7 @@ def write_vae_report(logdir: PathLike) -> Path:
     _image(lines, logdir, "roc_curves.png", "ROC curves", skipped.get("roc", "the analysis has not been run"))
 
     # Importance.
-    lines += ["## Modality importance", ""]
+    lines += ["## Modality importance", ""] + caveat
     csv = logdir / "importance.csv"
     if csv.is_file():
         import pandas as pd
@@ -626,7 +654,7 @@ def write_vae_report(logdir: PathLike) -> Path:
     _image(lines, logdir, "latent_tsne.png", "latent t-SNE", "the analysis has not been run")
 
     # Group differences.
-    lines += ["## Group differences (patients - controls)", ""]
+    lines += ["## Group differences (patients - controls)", ""] + caveat
     group = results.get("group_difference")
     if group:
         mods = ", ".join(f"{m} {n}" for m, n in zip(group["modalities"], group["modality_names"])) or "none"
