@@ -252,6 +252,7 @@ def test_snp_count_inferred_from_per_subject_files(tmp_path):
         load_ccl_manifest(manifest, n_rois=None, n_snps=None)
 
 
+@pytest.mark.slow
 def test_ccl_run_sizes_its_networks_from_the_data(tmp_path):
     """data.n_rois/n_snps null: the runner builds the views for the cohort's 24 ROIs and 20 SNPs
     (with last kernels that collapse what is left); the paper's kernels give an error naming the
@@ -279,6 +280,12 @@ def test_ccl_run_sizes_its_networks_from_the_data(tmp_path):
     assert model.views["fc"].input_shape == (1, 24, 24) and model.views["snp"].input_shape == (1, P)
     assert model.views["fc"].features.conv4.conv.kernel_size == (1, 1)
     assert (tmp_path / "run" / "fold_00" / "complete.json").is_file()
+    from fusion.cli.ccl_table3 import table3
+    from fusion.evaluate.baselines import BaselineSettings
+
+    # Table III rebuilds the model from the run's recorded config: sized from the data too
+    table = table3(tmp_path / "run", BaselineSettings(rf_trees=5, mlp_hidden=4, mlp_max_iter=5))
+    assert "gCAM-CCL" in set(table.iloc[:, 0].astype(str)) | set(map(str, table.index))
     with pytest.raises(Exception) as info:
         run_config("ccl", [f"logdir={tmp_path / 'run2'}", *common])
     chain, err = [], info.value

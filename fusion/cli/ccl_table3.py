@@ -82,6 +82,11 @@ def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F8
     if not config or not config.get("data") or not config.get("model"):
         raise InputError(f"{logdir / 'results.json'} records no data/model config (written by an older version?)")
     dataset = bl.build_from_config(config["data"])
+    for key in ("n_rois", "n_snps"):  # sizes the run inferred from the data (data.n_rois/n_snps null)
+        if key in config["data"] and config["data"][key] is None:
+            for view in (config["model"].get("views") or {}).values():
+                if isinstance(view, dict) and key in view:
+                    view[key] = int(getattr(dataset.info, key))
     folds = load_folds(logdir / "splits.json", dataset.subject_ids)
     settings = settings or bl.BaselineSettings()
     per_fold = []
