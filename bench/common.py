@@ -33,7 +33,8 @@ class Sizes:
         pca_subjects: subjects of the PCA memory benchmark (paper grid, 54 x 173,628 features).
         pca_dtype: stored dtype of its per-subject files.
         ddp_epochs: epochs of each DDP / single-process run (the first is warm-up).
-        overhead_repeats: interleaved (runner, bare loop) repetitions of the runner-overhead figure.
+        overhead_repeats: runs of the runner-overhead figure (runner and bare loop in lockstep).
+        overhead_epochs: epochs of each of those runs (the first is warm-up).
         ddp_pairs: interleaved (DDP, single-process) pairs of runs; each run is a child process
             whose start-up (imports, process group) is not timed but costs wall time.
     """
@@ -52,13 +53,14 @@ class Sizes:
     pca_dtype: str = "float16"
     ddp_epochs: int = 3
     ddp_pairs: int = 1
-    overhead_repeats: int = 5
+    overhead_repeats: int = 3
+    overhead_epochs: int = 6
 
     @classmethod
     def quick(cls) -> "Sizes":
         return cls(data_size="tiny", data_subjects=8, train_size="tiny", train_subjects=8, epochs=2, repeats=2,
                    paper_grid=(14, 16, 13), paper_volumes=1, paper_steps=1, pca_subjects=6, ddp_epochs=2,
-                   overhead_repeats=2)
+                   overhead_repeats=1, overhead_epochs=3)
 
 
 def record(numerator: float, denominator: float, *, numerator_label: str, denominator_label: str,

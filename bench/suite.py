@@ -72,7 +72,7 @@ def run_all(out: Path, quick: bool = False, threads: int = 1, log=print) -> dict
         measure("loader_vs_train", lambda: loader_vs_train(reduced, prepared, sizes, log=log))
         measure("mfu", lambda: mfu(OmegaConf.to_container(reduced.model), grid, sizes.paper_volumes,
                                    sizes.paper_steps, reduced_volumes=54 * sizes.batch_size,
-                                   paper_grid=sizes.paper_grid, log=log))
+                                   paper_grid=sizes.paper_grid, threads=threads, log=log))
         measure("pca_peak_gib", lambda: pca_peak(sizes.pca_subjects, sizes.pca_dtype, threads=threads, log=log))
         measure("ddp2_vs_1", lambda: ddp2_vs_1(tmp / "ddp", train_prepared, sizes, threads=threads, log=log))
     results["meta"] = {"quick": quick, "seconds": time.perf_counter() - started, "seconds_per_benchmark": seconds,
@@ -103,7 +103,7 @@ def format_table(results: dict[str, Any]) -> str:
         if key == "mfu":
             red = entry["details"]["reduced"]
             rows.append(("mfu (reduced)", f"{_fmt(red['numerator'])} reduced step FLOP/s",
-                         f"{_fmt(red['denominator'])} fp32 matmul FLOP/s", f"{red['ratio']:.3f}", "-", "report"))
+                         f"{_fmt(red['denominator'])} {entry['denominator_label']}", f"{red['ratio']:.3f}", "-", "report"))
         if key == "ddp2_vs_1" and "same_threads" in entry["details"]:
             same = entry["details"]["same_threads"]
             rows.append(("ddp2_vs_1 (same threads)", f"{_fmt(same['numerator'])} {entry['numerator_label']}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,38 +27,64 @@ def timing_file(logdir: str | Path, rank: int) -> Path:
 
 
 class TimedVAERunner(VAERunner):
-    """:class:`runners.vae.VAERunner` plus wall-clock timing of every training loader.
+    """:class:`runners.vae.VAERunner` plus wall-clock and CPU timing of every training loader.
 
     The clock starts after the runner's and every callback's ``on_loader_start`` are due (Catalyst
     calls the runner first on ``*_start`` events) and stops when every callback's
     ``on_loader_end`` has run (the runner is called last on ``*_end`` events), so the time covers
     data loading, ``handle_batch`` and every per-batch callback (backward and optimizer step).
 
+    ``after_train_batch`` (a callable taking the runner) runs after each training batch with the
+    clocks paused: the runner-overhead benchmark steps its bare PyTorch loop there, so the two
+    sides alternate batch by batch and share the machine's load.
+
     Attributes:
-        train_timings: one ``{"epoch", "seconds", "batches", "samples"}`` per training loader, also
+        train_timings: one ``{"epoch", "seconds", "cpu_seconds", "batches", "samples",
+            "batch_seconds", "batch_cpu_seconds"}`` per training loader (``cpu_seconds``: this process's CPU time;
+            ``batch_seconds`` / ``batch_cpu_seconds``: wall / CPU time of each batch, from the end
+            of the previous one), also
             written to :func:`timing_file` (one file per DDP rank).
     """
 
     def __init__(self, cfg: DictConfig | dict[str, Any]):
         super().__init__(cfg)
-        self.train_timings: list[dict[str, float]] = []
+        self.train_timings: list[dict[str, Any]] = []
+        self.after_train_batch: Callable[[IRunner], None] | None = None
 
     def on_loader_start(self, runner: IRunner) -> None:
         super().on_loader_start(runner)
         self._bench_batches = 0
         self._bench_samples = 0
+        self._bench_wall = self._bench_cpu = 0.0
+        self._bench_batch_seconds: list[float] = []
+        self._bench_batch_cpu: list[float] = []
         self._bench_start = time.perf_counter()
+        self._bench_cpu_start = time.process_time()
+        self._bench_batch_start, self._bench_batch_cpu_start = self._bench_start, self._bench_cpu_start
 
     def on_batch_end(self, runner: IRunner) -> None:
         self._bench_batches += 1
         self._bench_samples += int(self.batch_size)
         super().on_batch_end(runner)
+        if self.is_train_loader:
+            now, cpu = time.perf_counter(), time.process_time()
+            self._bench_batch_seconds.append(now - self._bench_batch_start)
+            self._bench_batch_cpu.append(cpu - self._bench_batch_cpu_start)
+            if self.after_train_batch is not None:
+                self._bench_wall += now - self._bench_start
+                self._bench_cpu += cpu - self._bench_cpu_start
+                self.after_train_batch(self)
+                cpu = self._bench_cpu_start = time.process_time()
+                now = self._bench_start = time.perf_counter()
+            self._bench_batch_start, self._bench_batch_cpu_start = now, cpu
 
     def on_loader_end(self, runner: IRunner) -> None:
-        seconds = time.perf_counter() - self._bench_start
+        seconds = self._bench_wall + time.perf_counter() - self._bench_start
+        cpu_seconds = self._bench_cpu + time.process_time() - self._bench_cpu_start
         if self.is_train_loader:
-            self.train_timings.append({"epoch": int(self.stage_epoch_step), "seconds": seconds,
-                                       "batches": self._bench_batches, "samples": self._bench_samples})
+            self.train_timings.append({"epoch": int(self.stage_epoch_step), "seconds": seconds, "cpu_seconds": cpu_seconds,
+                                       "batches": self._bench_batches, "samples": self._bench_samples,
+                                       "batch_seconds": self._bench_batch_seconds, "batch_cpu_seconds": self._bench_batch_cpu})
             write_json(timing_file(self.logdir, getattr(self.engine, "rank", -1)), self.train_timings)
         super().on_loader_end(runner)
 
