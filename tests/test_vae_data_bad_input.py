@@ -50,3 +50,17 @@ def test_manifest_structure_errors(tmp_path: Path) -> None:
         read_manifest(path, check_files=False)
     with pytest.raises(InputError, match="does not exist"):
         read_manifest(tmp_path / "nope.csv")
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(InputError, match=r"folder.csv is a directory; expected a file"):
+        read_manifest(tmp_path / "folder.csv")
+
+
+def test_tsv_manifest_reads_like_the_csv(tmp_path: Path) -> None:
+    manifest = copy_cohort(cached_vae_cohort(24, True), tmp_path / "cohort")
+    frame = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    frame.to_csv(manifest.with_suffix(".tsv"), sep="\t", index=False)
+    frame.to_csv(manifest.with_suffix(".txt"), sep="\t", index=False)  # no telling suffix: sniffed from the header
+    reference = read_manifest(manifest)
+    for path in (manifest.with_suffix(".tsv"), manifest.with_suffix(".txt")):
+        table = read_manifest(path)
+        assert table.entries == reference.entries and table.covariate_columns == ("age", "sex")

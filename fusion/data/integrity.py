@@ -16,7 +16,7 @@ import gzip
 import os
 import stat
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -106,30 +106,6 @@ def file_problem(path: str | os.PathLike, verify: bool = True) -> str | None:
         except OSError as err:  # vanished or unreadable between the two checks
             problem = f"cannot be read ({err.strerror or err})"
     return problem
-
-
-def verify_files(paths: Sequence[str | os.PathLike], workers: int | None = None) -> list[str | None]:
-    """:func:`file_problem` of each path (same order), decompressing in a few threads.
-
-    zlib and bz2 release the GIL, so threads overlap the decompression of several files.
-    """
-    if workers is None:
-        workers = max(1, min(4, os.cpu_count() or 1))
-    if workers == 1 or len(paths) < 2:
-        return [file_problem(p) for p in paths]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(file_problem, paths))
-
-
-def unique(paths: Iterable[Path]) -> list[Path]:
-    """``paths`` without repeats, first occurrence kept (a file shared by subjects is checked once)."""
-    seen: set[Path] = set()
-    out = []
-    for p in paths:
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out
 
 
 def verify_manifest_files(manifest, columns: Sequence[str] = ("icn_path", "smri_path"), progress: bool = False) -> None:
