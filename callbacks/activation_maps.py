@@ -20,6 +20,7 @@ from fusion import io
 from fusion.errors import ConfigError, InputError
 from fusion.interpret.ccl_maps import (
     analyse_subject_maps,
+    bim_positions,
     compute_subject_maps,
     save_subject_maps,
     significance_spec,
@@ -232,6 +233,7 @@ class ActivationMapCallback(Callback):
             roi_networks=roi_networks,
             roi_coords=roi_coords,
             snp_ids=getattr(dataset, "snp_ids", None),
+            snp_positions=self.snp_positions(dataset),
             truth=truth,
             recovery_classes=self.recovery_classes,
             figures=self.figures,
@@ -283,6 +285,15 @@ class ActivationMapCallback(Callback):
         indices = np.concatenate([np.asarray(split[p], dtype=int).reshape(-1) for p in parts])
         _, first = np.unique(indices, return_index=True)
         return indices[np.sort(first)]
+
+    @staticmethod
+    def snp_positions(dataset: Any) -> list[str] | None:
+        """``chromosome:position`` of the dataset's SNPs when they come from a PLINK set whose
+        ``.bim`` gives positions; None otherwise (the figures then number the SNPs from 1)."""
+        source = str(getattr(getattr(dataset, "info", None), "genotype_source", "") or "")
+        if not source.endswith(".bed") or not Path(source).with_suffix(".bim").is_file():
+            return None
+        return bim_positions(Path(source).with_suffix(".bim"), getattr(dataset, "snp_ids", None))
 
     @staticmethod
     def _load_weights(path: Path) -> dict:

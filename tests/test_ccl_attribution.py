@@ -178,7 +178,7 @@ def test_maps_by_class_contain_the_own_class_maps_and_feed_the_contrast(tmp_path
     )
     expected = contrast_snps(every, data.labels, snp_ids=data.snp_ids, z=1.5)
     written = pd.read_csv(tmp_path / "significant_snps_class1.csv")
-    assert written["index"].tolist() == expected[1]["index"].tolist()
+    assert written["snp_index0"].tolist() == expected[1]["index"].tolist()
     assert summary["significance"]["snp"]["rule"] == "contrast"
     assert (tmp_path / "mean_maps_snp.png").is_file() and (tmp_path / "contrast_snp.png").is_file()
     with pytest.raises(ConfigError, match="by_class"):

@@ -98,15 +98,20 @@ def test_analysis_writes_tables_and_recovery(tmp_path):
         roi_coords=coords, snp_ids=data.snp_ids, truth=data.ground_truth, figures=False)
     out = tmp_path / "out"
     edges = pd.read_csv(out / "significant_edges_high.csv")
-    assert list(edges.columns) == ["roi_i", "roi_j", "network_i", "network_j", "frequency"]
-    assert (edges["frequency"] > 0.5).all() and (edges["roi_i"] < edges["roi_j"]).all()
-    assert list(pd.read_csv(out / "significant_snps_low.csv").columns) == ["index", "id", "frequency"]
-    assert list(pd.read_csv(out / "hub_degrees_low.csv").columns) == ["roi", "network", "degree"]
+    # 0-based positions only in columns that say so, names from 1 as in the figures
+    assert list(edges.columns) == ["roi_i_name", "roi_j_name", "roi_i_index0", "roi_j_index0",
+                                   "network_i", "network_j", "frequency"]
+    assert (edges["frequency"] > 0.5).all() and (edges["roi_i_index0"] < edges["roi_j_index0"]).all()
+    assert (edges["roi_i_name"] == [f"ROI{i + 1:03d}" for i in edges["roi_i_index0"]]).all()
+    assert list(pd.read_csv(out / "significant_snps_low.csv").columns) == ["snp_index0", "id", "frequency"]
+    hubs = pd.read_csv(out / "hub_degrees_low.csv")
+    assert list(hubs.columns) == ["roi_name", "roi_index0", "network", "degree"]
+    assert hubs.loc[hubs["roi_index0"] == 0, "roi_name"].item() == "ROI001"
     recovery = summary["recovery"]
     assert set(recovery) >= {"edge_precision", "edge_recall", "snp_precision", "snp_recall"}
     assert recovery["n_edges_found"] == len(
         set(map(tuple, pd.concat([pd.read_csv(out / f"significant_edges_{c}.csv")
-                                  for c in ("low", "high")])[["roi_i", "roi_j"]].to_numpy())))
+                                  for c in ("low", "high")])[["roi_i_index0", "roi_j_index0"]].to_numpy())))
 
 
 @pytest.mark.slow

@@ -92,7 +92,8 @@ def test_analyze_run_directory(tmp_path):
     assert summary["modality_recall"] == 1.0
     assert set(summary["top"][:2].tolist()) == {4, 30}
     table = pd.read_csv(run / "importance.csv")
-    assert list(table.columns) == ["modality", "name", "domain", "mean", "std", "rank"]
+    assert list(table.columns) == ["modality_index0", "name", "domain", "mean", "std", "rank"]
+    assert table.loc[table["modality_index0"] == 0, "name"].item().startswith("ICN01")
     assert len(table) == 54 and table["mean"].sum() == pytest.approx(1.0)
     png = (run / "importance.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

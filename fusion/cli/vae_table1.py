@@ -53,7 +53,7 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, default_logdir: str, ex
     parser.add_argument("--aggregate-only", action="store_true",
                         help="do not train: rebuild the tables from the jobs already in --logdir")
     parser.add_argument("overrides", nargs="*",
-                        help="Hydra overrides for every job, after `--` (e.g. -- stage.num_epochs=2 hydra/launcher=submitit_local)")
+                        help="Hydra overrides for every job, after `--` (e.g. -- stage.num_epochs=2 hydra/launcher=local)")
 
 
 def catalyst_command() -> list[str]:

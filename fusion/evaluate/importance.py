@@ -202,7 +202,8 @@ def analyze_importance(
     fold_numbers, coefs = load_fold_coefs(run_dir)
     per_fold = fold_importances(coefs, n_modalities)
     table = importance_table(per_fold, names, domains)
-    csv_path = write_csv(out_dir / "importance.csv", table)
+    # User-facing: the 0-based position goes in a column that says so; ``name`` (ICN01...) counts from 1.
+    csv_path = write_csv(out_dir / "importance.csv", table.rename(columns={"modality": "modality_index0"}))
     fig_path = save_importance_plot(out_dir / "importance.png", table, top=top, n_folds=len(fold_numbers))
     summary = {
         "importance_mean": table["mean"].to_numpy(),

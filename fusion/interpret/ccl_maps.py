@@ -304,6 +304,7 @@ def analyse_subject_maps(
     truth: Mapping | None = None,
     recovery_classes: str | int = "union",
     figures: bool = True,
+    snp_positions: Sequence[str] | None = None,
 ) -> dict:
     """Significant features, CSVs, figures and recovery from per-subject maps.
 
@@ -321,6 +322,8 @@ def analyse_subject_maps(
         roi_networks, roi_coords: Power-264 network names and MNI coordinates ``(R, 3)`` (the
             connectome plot needs the coordinates).
         snp_ids: SNP identifiers.
+        snp_positions: ``chromosome:position`` of each SNP (from the ``.bim``), or None: the SNP
+            figures' axes and the SNP CSVs use them when given.
         truth: ground truth (``edges``, ``snps``) to score recovery against, or ``None``.
         recovery_classes: ``"union"`` or a class index (:func:`recovery_scores`).
         figures: also draw the figures.
@@ -353,10 +356,10 @@ def analyse_subject_maps(
                 edge_tables = sig.contrast_edges(values, labels, frac, roi_networks, spec["z"])
             else:
                 edge_tables = sig.significant_edges(values, labels, frac, cfrac, roi_networks)
-            files += sig.write_significance(out_dir, "significant_edges", edge_tables, names)
+            files += sig.write_significance(out_dir, "significant_edges", user_tables(edge_tables), names)
             n_rois = values.shape[-1]
             hubs = {c: sig.hub_degrees(t, n_rois, roi_networks) for c, t in edge_tables.items()}
-            files += sig.write_significance(out_dir, "hub_degrees", hubs, names)
+            files += sig.write_significance(out_dir, "hub_degrees", user_tables(hubs), names)
             summary["n_significant"]["edges"] = {_name(names, c): len(t) for c, t in edge_tables.items()}
             if figures:
                 flat = sig.symmetric_edges(values_own)[0]
@@ -381,10 +384,14 @@ def analyse_subject_maps(
                     files.append(figs.plot_snp_contrast(
                         out_dir / f"contrast_{view}.png", sig.class_contrast(values, labels), names,
                         planted, fraction=None if spec["z"] is not None else frac, z=spec["z"],
-                        title=f"{kind.replace('_', ' ')}, class contrast"))
+                        title=f"{kind.replace('_', ' ')}, class contrast",
+                        snp_positions=snp_positions if view == "snp" else None,
+                        value_label=f"{kind.replace('_', ' ')} contrast"
+                        + (" |.|" if spec["absolute"] else "") + " (attribution units)"))
             else:
                 snp_tables = sig.significant_snps(values, labels, frac, cfrac, snp_ids)
-            files += sig.write_significance(out_dir, f"significant_{view}s", snp_tables, names)
+            positions = snp_positions if view == "snp" else None
+            files += sig.write_significance(out_dir, f"significant_{view}s", user_tables(snp_tables, positions), names)
             summary["n_significant"][f"{view}s"] = {_name(names, c): len(t) for c, t in snp_tables.items()}
     if figures:
         for view in {k.split("_")[-1] for k in maps if k.startswith(MAP_KINDS) and not k.endswith(BY_CLASS)}:
@@ -397,13 +404,63 @@ def analyse_subject_maps(
                 if f"{kind}_{view}" in maps
             }
             if next(iter(means.values()))[int(labels[0])].ndim == 2:
-                files.append(figs.plot_fc_maps(out_dir / f"mean_maps_{view}.png", means, names))
+                files.append(figs.plot_fc_maps(out_dir / f"mean_maps_{view}.png", means, names,
+                                               roi_networks=roi_networks))
             else:
                 planted = truth.get("snps") if truth is not None and view == "snp" else None
-                files.append(figs.plot_snp_maps(out_dir / f"mean_maps_{view}.png", means, names, planted))
+                files.append(figs.plot_snp_maps(out_dir / f"mean_maps_{view}.png", means, names, planted,
+                                                snp_positions=snp_positions if view == "snp" else None))
     if truth is not None:
         summary["recovery"] = recovery_scores(edge_tables, snp_tables, truth, recovery_classes)
     return summary
+
+
+def bim_positions(bim: str | os.PathLike, snp_ids: Sequence[str] | None = None) -> list[str] | None:
+    """``chromosome:position`` of each SNP from a PLINK ``.bim`` (columns chromosome, id, cM,
+    bp, A1, A2), in ``snp_ids`` order (default: the file's order). None when the file gives no
+    positions (every bp 0) or lacks one of ``snp_ids``."""
+    import pandas as pd
+
+    path = Path(bim)
+    try:
+        table = pd.read_csv(path, sep=r"\s+", header=None, usecols=[0, 1, 3], dtype=str)
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read SNP positions from {path}: {err}") from err
+    table.columns = ["chromosome", "id", "bp"]
+    if table.empty or (table["bp"].astype(float) == 0).all():
+        return None
+    label = dict(zip(table["id"], table["chromosome"] + ":" + table["bp"]))
+    ids = list(table["id"]) if snp_ids is None else [str(i) for i in snp_ids]
+    if any(i not in label for i in ids):
+        return None
+    return [label[i] for i in ids]
+
+
+def user_table(frame, snp_positions: Sequence[str] | None = None):
+    """A significance table as its CSV shows it: 0-based positions in columns that say so
+    (``roi_i`` -> ``roi_i_index0``, ``roi`` -> ``roi_index0``, ``index`` -> ``snp_index0``), each
+    ROI also named from 1 as the figures name it (``roi_i_name`` = ``ROI001`` for index 0), and
+    each SNP's ``chromosome:position`` when known."""
+    from fusion.report.ccl_figures import roi_label
+
+    frame = frame.copy()
+    renames = {c: f"{c}_index0" for c in ("roi_i", "roi_j", "roi") if c in frame}
+    front = []
+    for column in renames:
+        name = column + "_name" if column != "roi" else "roi_name"
+        frame.insert(len(front), name, [roi_label(i) for i in frame[column]])
+        front.append(name)
+    if "index" in frame:
+        renames["index"] = "snp_index0"
+        if snp_positions is not None:
+            frame.insert(frame.columns.get_loc("id") + 1 if "id" in frame else 1, "position",
+                         [str(snp_positions[i]) for i in frame["index"]])
+    return frame.rename(columns=renames)
+
+
+def user_tables(tables: Mapping[int, "pd.DataFrame"], snp_positions: Sequence[str] | None = None) -> dict:  # noqa: F821
+    """:func:`user_table` of each class's table."""
+    return {c: user_table(t, snp_positions) for c, t in tables.items()}
 
 
 def _name(names: Sequence[str] | None, c: int) -> str:

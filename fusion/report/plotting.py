@@ -45,14 +45,24 @@ def heatmap(
     colorbar: bool = True,
     xlabel: str = "",
     ylabel: str = "",
+    colorbar_label: str = "",
+    one_based: bool = True,
 ):
-    """Draw a 2D array as an image on ``ax`` (origin top-left, square pixels)."""
-    image = ax.imshow(np.asarray(matrix), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    """Draw a 2D array as an image on ``ax`` (origin top-left, square pixels).
+
+    With ``one_based`` the axes count rows and columns from 1 (ROI 1 is the first row), as every
+    user-facing name does; ``colorbar_label`` names the colour scale and its unit.
+    """
+    matrix = np.asarray(matrix)
+    extent = (0.5, matrix.shape[1] + 0.5, matrix.shape[0] + 0.5, 0.5) if one_based else None
+    image = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", extent=extent)
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if colorbar:
-        ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar = ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        if colorbar_label:
+            bar.set_label(colorbar_label, fontsize=8)
     return image
 
 

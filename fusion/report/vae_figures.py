@@ -44,26 +44,50 @@ DOMAIN_COLOURS: dict[str, str] = {
 }
 
 
+def mean_roc(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]], grid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean ROC over folds: each fold's TPR interpolated on a common FPR ``grid``.
+
+    Each fold's curve is the polyline through the points of :func:`sklearn.metrics.roc_curve`
+    (as :func:`plot_roc_curves` draws it), read at every grid point by linear interpolation; at
+    FPR 0 the mean starts at 0, as every curve does.
+
+    Returns:
+        ``(fpr grid, mean tpr, std tpr)``, the std over folds (population, ``ddof=0``).
+    """
+    from sklearn.metrics import roc_curve
+
+    grid = np.linspace(0.0, 1.0, 201) if grid is None else np.asarray(grid, dtype=float)
+    tprs = []
+    for y, s in curves:
+        fpr, tpr, _ = roc_curve(np.asarray(y), np.asarray(s, dtype=float))
+        tprs.append(np.interp(grid, fpr, tpr))
+    tprs = np.asarray(tprs)
+    tprs[:, grid <= 0] = 0.0
+    return grid, tprs.mean(axis=0), tprs.std(axis=0)
+
+
 def plot_roc_curves(
     curves: Sequence[tuple[np.ndarray, np.ndarray]],
     path: PathLike,
     names: Sequence[str] | None = None,
     title: str = "ROC curves per test fold",
 ) -> Path:
-    """One ROC curve per fold, with its AUC, and the chance diagonal.
+    """One thin ROC curve per fold, the mean ROC over folds with a +-1 SD band, and chance.
 
     Args:
         curves: per fold ``(y_true (n,), score (n,))``, labels 0/1 with 1 = patient, score = SVM
             decision value (larger = more likely patient).
         path: output PNG.
-        names: legend name per fold (default ``fold 0``, ``fold 1``, ...).
+        names: legend name per fold (default ``fold_00``, ``fold_01``, ..., the fold folders).
     """
     from sklearn.metrics import roc_auc_score, roc_curve
 
     if not curves:
         raise InputError("plot_roc_curves: no fold to plot")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 5))
+    fig, ax = plt.subplots(figsize=(5.6, 5.4), layout="constrained")
     aucs = []
     for i, (y, s) in enumerate(curves):
         y, s = np.asarray(y), np.asarray(s, dtype=float)
@@ -72,12 +96,19 @@ def plot_roc_curves(
         fpr, tpr, _ = roc_curve(y, s)
         auc = roc_auc_score(y, s)
         aucs.append(auc)
-        name = names[i] if names is not None else f"fold {i}"
-        ax.plot(fpr, tpr, lw=1.2, alpha=0.85, label=f"{name} (AUC {auc:.3f})")
+        name = names[i] if names is not None else f"fold_{i:02d}"
+        ax.plot(fpr, tpr, lw=0.8, alpha=0.45, label=f"{name} (AUC {auc:.3f})")
+    grid, mean, std = mean_roc(curves)
+    if len(curves) > 1:
+        ax.fill_between(grid, np.clip(mean - std, 0, 1), np.clip(mean + std, 0, 1), color="0.2", alpha=0.18,
+                        lw=0, label="mean ± 1 SD over folds")
+    ax.plot(grid, mean, color="black", lw=2.2,
+            label=f"mean ROC (AUC {np.mean(aucs):.3f} ± {np.std(aucs):.3f})")
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="False positive rate", ylabel="True positive rate")
-    ax.set_title(f"{title}\nmean AUC {np.mean(aucs):.3f} ± {np.std(aucs):.3f}", fontsize=10)
-    ax.legend(fontsize=7, loc="lower right", ncol=1 if len(curves) <= 10 else 2)
+    ax.set_title(f"{title}\nmean AUC over {len(curves)} folds {np.mean(aucs):.3f} ± {np.std(aucs):.3f} (SD)",
+                 fontsize=10)
+    ax.legend(fontsize=6.5, loc="lower right", ncol=1 if len(curves) <= 8 else 2)
     ax.set_aspect("equal")
     return save_figure(path, fig)
 
@@ -89,11 +120,13 @@ def plot_latent_tsne(
     path: PathLike,
     title: str = "t-SNE of the latent space (one point per subject and modality)",
 ) -> Path:
-    """Scatter of a latent t-SNE coloured by NeuroMark domain, each modality's index at its centroid.
+    """Scatter of a latent t-SNE coloured by NeuroMark domain, each modality's short name at its
+    median position: the ICN number as in its name (``1`` for ICN01, counted from 1) or ``GM``
+    for the sMRI gray-matter volume.
 
     Args:
         coords: ``(n_points, 2)`` embedding.
-        modality: ``(n_points,)`` modality index of each point.
+        modality: ``(n_points,)`` 0-based modality index of each point.
         domains: domain name per modality index (e.g. ``fusion.data.neuromark.modality_domains()``).
         path: output PNG.
     """
@@ -115,14 +148,22 @@ def plot_latent_tsne(
                    label=f"{d} ({len(np.unique(modality[sel]))})")
     for m in np.unique(modality):
         cx, cy = np.median(coords[modality == m], axis=0)
-        ax.text(cx, cy, str(int(m)), fontsize=7, ha="center", va="center", weight="bold",
+        ax.text(cx, cy, modality_short_name(int(m), domains), fontsize=7, ha="center", va="center", weight="bold",
                 color=colours[domains[int(m)]],
                 bbox=dict(boxstyle="round,pad=0.12", fc="white", ec="none", alpha=0.75))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
+    ax.text(0.01, 0.01, "labels: ICN number (1 = ICN01), GM = sMRI gray matter", transform=ax.transAxes,
+            fontsize=7, color="0.35")
     ax.legend(title="domain (modalities)", fontsize=8, markerscale=max(1.0, float(np.sqrt(30.0 / size))), loc="best")
     return save_figure(path, fig)
+
+
+def modality_short_name(index0: int, domains: Sequence[str]) -> str:
+    """Short figure label of the modality at 0-based ``index0``: its ICN number from 1, or
+    ``GM`` for the sMRI volume (domain ``"sMRI"``)."""
+    return "GM" if domains[index0] == "sMRI" else str(index0 + 1)
 
 
 @functools.lru_cache(maxsize=1)
@@ -150,7 +191,12 @@ def _stat_image(volume: np.ndarray, affine: np.ndarray):
     return nib.Nifti1Image(volume, affine)
 
 
-def _draw_map(volume, affine, title, display_mode, cut_coords, figure=None, axes=None, vmax=None):
+#: What the decoded and input group maps hold: differences of max-abs scaled volumes.
+GROUP_MAP_UNIT = "patient - control (max-abs scaled intensity, unitless)"
+
+
+def _draw_map(volume, affine, title, display_mode, cut_coords, figure=None, axes=None, vmax=None,
+              colorbar_label=GROUP_MAP_UNIT):
     from nilearn import plotting
 
     img = _stat_image(volume, affine)
@@ -170,7 +216,11 @@ def _draw_map(volume, affine, title, display_mode, cut_coords, figure=None, axes
     if peak > 0:
         # Show every non-zero voxel (the maps are already thresholded), symmetric colour scale.
         kwargs.update(threshold=peak * 1e-6, vmax=vmax or peak)
-    return plotting.plot_stat_map(img, **kwargs)
+    display = plotting.plot_stat_map(img, **kwargs)
+    bar = getattr(display, "_cbar", None)
+    if bar is not None and colorbar_label:
+        bar.set_label(colorbar_label, fontsize=7)
+    return display
 
 
 def plot_brain_map(
@@ -180,6 +230,7 @@ def plot_brain_map(
     title: str = "",
     display_mode: str = "z",
     cut_coords: int | Sequence[float] = 7,
+    colorbar_label: str = GROUP_MAP_UNIT,
 ) -> Path:
     """Slices of a (thresholded) map over the MNI152 template.
 
@@ -190,10 +241,12 @@ def plot_brain_map(
         title: figure title.
         display_mode: nilearn display mode (``"z"`` axial row, ``"ortho"``, ``"mosaic"``...).
         cut_coords: number of cuts or their world coordinates.
+        colorbar_label: what the colour scale shows, with its unit.
     """
     plt = _pyplot()
     fig = plt.figure(figsize=(12, 2.8) if display_mode in ("x", "y", "z") else (8, 3.2))
-    display = _draw_map(volume, affine, title, display_mode, cut_coords, figure=fig)
+    display = _draw_map(volume, affine, title, display_mode, cut_coords, figure=fig,
+                        colorbar_label=colorbar_label)
     out = save_figure(path, fig)
     display.close()
     return out
@@ -206,6 +259,7 @@ def plot_map_comparison(
     path: PathLike,
     display_mode: str = "z",
     cut_coords: int | Sequence[float] = 7,
+    colorbar_label: str = GROUP_MAP_UNIT,
 ) -> Path:
     """Several maps stacked as rows of one figure, same cuts, each with its own colour scale.
 
@@ -228,7 +282,7 @@ def plot_map_comparison(
     fig, axes = plt.subplots(len(maps), 1, figsize=(12, 2.8 * len(maps)))
     axes = np.atleast_1d(axes)
     displays = [
-        _draw_map(m, affine, t, display_mode, cut_coords, figure=fig, axes=ax)
+        _draw_map(m, affine, t, display_mode, cut_coords, figure=fig, axes=ax, colorbar_label=colorbar_label)
         for m, t, ax in zip(maps, titles, axes)
     ]
     out = save_figure(path, fig)
@@ -243,6 +297,7 @@ def plot_volume_strip(
     titles: Sequence[str] | None = None,
     slices: tuple[int, int, int] | None = None,
     title: str = "",
+    colorbar_label: str = "decoded intensity (max-abs scaled, unitless)",
 ) -> Path:
     """A strip of volumes: columns are volumes, rows the sagittal, coronal and axial mid slices.
 
@@ -272,7 +327,8 @@ def plot_volume_strip(
             axes[0, j].set_title(titles[j], fontsize=8)
     for i, name in enumerate(("sagittal", "coronal", "axial")):
         axes[i, 0].set_ylabel(name, fontsize=8)
-    fig.colorbar(im, ax=axes, shrink=0.6, pad=0.01)
+    bar = fig.colorbar(im, ax=axes, shrink=0.6, pad=0.01)
+    bar.set_label(colorbar_label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     return save_figure(path, fig)

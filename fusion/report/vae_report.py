@@ -301,6 +301,7 @@ def analyze_vae_run(
     cut_coords: int = 7,
     mask_fraction: float = 1e-3,
     report: bool = True,
+    report_name: str = "report.md",
 ) -> dict[str, Any]:
     """Interpret fold ``fold`` of a finished VAE run and (optionally) write ``report.md``.
 
@@ -326,7 +327,9 @@ def analyze_vae_run(
         device: torch device for decoding (default: CUDA when present).
         cut_coords: number of axial cuts in the brain figures.
         mask_fraction: relative intensity threshold of the data's brain mask.
-        report: write ``report.md`` at the end.
+        report: write the report at the end.
+        report_name: its file name in ``logdir`` (``fusion vae-analyze`` writes
+            ``report_analyze.md`` unless told to replace the run's ``report.md``).
 
     Returns:
         What was added to ``results.json``: ``{"analysis", "group_difference", "recovery"}``
@@ -394,7 +397,7 @@ def analyze_vae_run(
                 modality=embedding.modality, fold=np.asarray(fold))
     figs.plot_latent_tsne(
         embedding.coords, embedding.modality, domains, logdir / "latent_tsne.png",
-        title=f"t-SNE of the fold-{fold} latents ({len(np.unique(embedding.subject))} subjects x "
+        title=f"t-SNE of the fold_{fold:02d} latents ({len(np.unique(embedding.subject))} subjects x "
         f"{n_modalities} modalities, l = {mu.shape[2]})",
     )
 
@@ -405,7 +408,7 @@ def analyze_vae_run(
         roc = fold_roc_data(path, fold_latents)
         if roc is not None and len(np.unique(roc[0])) == 2:
             curves.append(roc)
-            curve_names.append(f"fold {k}")
+            curve_names.append(f"fold_{k:02d}")
     if curves:
         figs.plot_roc_curves(curves, logdir / "roc_curves.png", names=curve_names)
     else:
@@ -467,7 +470,7 @@ def analyze_vae_run(
             name = f"group_difference_top{top_k}.nii.gz"
             io.save_nifti(logdir / name, fig3, affine)
             group["files"]["combined"] = name
-            top_names = ", ".join(str(m) for m in top)
+            top_names = ", ".join(names[m].split(" ")[0] for m in top)  # e.g. "ICN12, sMRI"
             figs.plot_brain_map(
                 fig3, affine, logdir / "group_difference.png",
                 title=f"decoded patient - control, top {len(top)} modalities ({top_names}), "
@@ -521,7 +524,7 @@ def analyze_vae_run(
     }
     _merge_results(logdir, added)
     if report:
-        write_vae_report(logdir)
+        write_vae_report(logdir, report_name)
     return added
 
 
@@ -586,8 +589,8 @@ def _verdict_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def write_vae_report(logdir: PathLike) -> Path:
-    """Assemble ``report.md`` in a VAE run directory from its result files and figures.
+def write_vae_report(logdir: PathLike, name: str = "report.md") -> Path:
+    """Assemble ``report.md`` (or ``name``) in a VAE run directory from its result files and figures.
 
     Sections: classification (AUC per fold, mean and std, ROC curves), modality importance (figure
     and top-10 table), latent structure (t-SNE), group differences (figures, comparison with the
@@ -617,7 +620,7 @@ def write_vae_report(logdir: PathLike) -> Path:
             rows.append((k, res.get("auc"), res.get("n_train"), res.get("n_test")))
     if rows:
         lines += ["| fold | ROC-AUC | n train | n test |", "|---:|---:|---:|---:|"]
-        lines += [f"| {k} | {_fmt(a, 4)} | {_fmt(ntr)} | {_fmt(nte)} |" for k, a, ntr, nte in rows]
+        lines += [f"| fold_{k:02d} | {_fmt(a, 4)} | {_fmt(ntr)} | {_fmt(nte)} |" for k, a, ntr, nte in rows]
         aucs = np.asarray([a for _, a, _, _ in rows], dtype=float)
         mean = results.get("auc_mean", float(aucs.mean()))
         std = results.get("auc_std", float(aucs.std()))
@@ -637,9 +640,9 @@ def write_vae_report(logdir: PathLike) -> Path:
         table = pd.read_csv(csv).sort_values("mean", ascending=False, kind="stable").head(10)
         lines += ["Linear-SVM |w| summed per modality, normalised to 1; mean and std over folds.", ""]
         _image(lines, logdir, "importance.png", "top-10 modality importance", "no importance figure")
-        lines += ["| rank | modality | name | domain | importance | std |", "|---:|---:|---|---|---:|---:|"]
+        lines += ["| rank | modality | domain | importance | std |", "|---:|---|---|---:|---:|"]
         for rank, (_, r) in enumerate(table.iterrows(), start=1):
-            lines.append(f"| {rank} | {int(r['modality'])} | {r['name']} | {r['domain']} | {r['mean']:.4f} | {r['std']:.4f} |")
+            lines.append(f"| {rank} | {r['name']} | {r['domain']} | {r['mean']:.4f} | {r['std']:.4f} |")
         lines.append("")
     else:
         lines += [f"_Not available: {skipped.get('importance', 'importance.csv has not been written')}._", ""]
@@ -650,14 +653,14 @@ def write_vae_report(logdir: PathLike) -> Path:
     if tsne:
         lines += [f"t-SNE of the fold-{analysis.get('fold', 0)} posterior means, one point per subject and "
                   f"modality ({tsne['n_points']} points, perplexity {tsne['perplexity']:g}, {tsne['backend']}); "
-                  "colour = NeuroMark domain, numbers = modality index at the modality's median position.", ""]
+                  "colour = NeuroMark domain, labels = ICN number (1 = ICN01) or GM (sMRI) at the modality's median position.", ""]
     _image(lines, logdir, "latent_tsne.png", "latent t-SNE", "the analysis has not been run")
 
     # Group differences.
     lines += ["## Group differences (patients - controls)", ""] + caveat
     group = results.get("group_difference")
     if group:
-        mods = ", ".join(f"{m} {n}" for m, n in zip(group["modalities"], group["modality_names"])) or "none"
+        mods = ", ".join(group["modality_names"]) or "none"
         lines += [
             f"Decoded latent group centres of fold {group['fold']} ({group['n_patients']} patients, "
             f"{group['n_controls']} controls), patient minus control, thresholded at the "
@@ -682,7 +685,7 @@ def write_vae_report(logdir: PathLike) -> Path:
             ]
             for m, n, r, d in zip(group["modalities"], group["modality_names"],
                                   comp["correlation_per_modality"], comp["dice_per_modality"]):
-                lines.append(f"| {m} {n} | {_fmt(r)} | {_fmt(d)} |")
+                lines.append(f"| {n} | {_fmt(r)} | {_fmt(d)} |")
             lines.append("")
         else:
             lines += [f"_Comparison with the inputs not available: {skipped.get('comparison', skipped.get('inputs', 'not computed'))}._", ""]
@@ -697,7 +700,7 @@ def write_vae_report(logdir: PathLike) -> Path:
     if rec:
         planted = rec.get("planted_modalities")
         names = rec.get("planted_modality_names")
-        listed = ", ".join(f"{m} {n}" for m, n in zip(planted, names)) if names else planted
+        listed = ", ".join(names) if names else ", ".join(f"modality {int(m) + 1}" for m in planted or [])
         lines += [f"Planted modalities: {listed}.", "", "| score | value |", "|---|---:|"]
         for key, what in (("modality_recall", "modality recall (planted found in the importance top-k)"),
                           ("map_correlation", "map correlation (decoded vs planted, mean over planted modalities)"),
@@ -709,7 +712,7 @@ def write_vae_report(logdir: PathLike) -> Path:
         if per:
             lines += ["| planted modality | correlation | Dice |", "|---|---:|---:|"]
             label = dict(zip(map(str, planted or []), rec.get("planted_modality_names", [])))
-            lines += [f"| {m} {label.get(m, '')} | {_fmt(v['correlation'])} | {_fmt(v['dice'])} |".replace("  |", " |")
+            lines += [f"| {label.get(str(m), f'modality {int(m) + 1}')} | {_fmt(v['correlation'])} | {_fmt(v['dice'])} |"
                       for m, v in per.items()]
             lines.append("")
     else:
@@ -718,7 +721,7 @@ def write_vae_report(logdir: PathLike) -> Path:
     other = {k: v for k, v in skipped.items() if k in ("affine", "decoded_zero")}
     if other:
         lines += ["## Notes", ""] + [f"- {v}" for v in other.values()] + [""]
-    return io.write_text(logdir / "report.md", "\n".join(lines))
+    return io.write_text(logdir / name, "\n".join(lines))
 
 
 def analysis_error_report(logdir: PathLike, error: FusionError) -> Path:
