@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cohort-ccl": ("fusion.cli.cohort_ccl", "write the embedded synthetic FC + SNP cohort (files + manifest)"),
     "vae-table1": ("fusion.cli.vae_table1", "VAE latent sizes + PCA baselines -> Table I"),
     "vae-seeds": ("fusion.cli.vae_seeds", "VAE over 5 seeds at one latent size -> mean/std AUC"),
+    "vae-validate": ("fusion.cli.vae_validate", "the VAE and its baselines on the validation family of cohorts -> table"),
     "vae-analyze": ("fusion.cli.vae_analyze", "importance, t-SNE, group maps and report for a finished VAE run"),
     "sample": ("fusion.cli.generate", "decode subjects sampled from the prior of a trained VAE"),
     "interpolate": ("fusion.cli.generate", "decode an interpolation between two latents of a trained VAE"),

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from fusion.data.synthetic_volumes import DEFAULT_N_SUBJECTS, GRIDS, make_vae_cohort
+from fusion.data.synthetic_volumes import DEFAULT_N_SUBJECTS, GRIDS, VAE_VARIANTS, make_vae_cohort, variant_settings
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--out", required=True, help="folder to write the cohort into")
-    parser.add_argument("--size", choices=sorted(GRIDS), default="small",
-                        help="grid: paper 53x63x52 (3 mm), small 27x32x26 (6 mm), tiny 14x16x13 (12 mm)")
+    parser.add_argument("--size", choices=sorted(GRIDS), default=None,
+                        help="grid: paper 53x63x52 (3 mm), neuromark 53x63x46 (3 mm), small 27x32x26 (6 mm, the "
+                             "default), tiny 14x16x13 (12 mm)")
+    parser.add_argument("--variant", default=None, metavar="NAME",
+                        help="a cohort of the validation family (" + ", ".join(VAE_VARIANTS) + "); the other "
+                             "options override its settings. Prepare it with the voxel size that `fusion vae-validate` uses")
     parser.add_argument("--n-subjects", type=int, default=None,
                         help="number of subjects (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_N_SUBJECTS.items()) + ")")
     parser.add_argument("--no-effect", action="store_true", help="plant no patient effect (null cohort, same subjects)")
@@ -26,14 +30,17 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    knobs = {}
+    spec = variant_settings(args.variant) if args.variant else {"size": "small", "n_subjects": None, "knobs": {}, "effect": True}
+    knobs = dict(spec["knobs"])
     if args.icn_effect_sd is not None:
         knobs["icn_effect_sd"] = args.icn_effect_sd
     if args.gm_reduction is not None:
         knobs["gm_reduction"] = args.gm_reduction
     if args.noise_sd is not None:
         knobs["noise_sd"] = args.noise_sd
-    manifest = make_vae_cohort(args.out, size=args.size, n_subjects=args.n_subjects, effect=not args.no_effect,
+    size = args.size or spec["size"]
+    n_subjects = args.n_subjects if args.n_subjects is not None else spec["n_subjects"]
+    manifest = make_vae_cohort(args.out, size=size, n_subjects=n_subjects, effect=spec["effect"] and not args.no_effect,
                                seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress, **knobs)
     print(f"wrote {manifest}")
     return 0

@@ -56,9 +56,12 @@ GRIDS: dict[str, tuple[tuple[int, int, int], float]] = {
     "paper": ((53, 63, 52), 3.0),
     "small": ((27, 32, 26), 6.0),
     "tiny": ((14, 16, 13), 12.0),
+    # NeuroMark's own 3 mm grid (SPM bounding box -78..78, -112..76, -50..85 mm): what a user's
+    # NeuroMark output is on; prepared for a CPU with `fusion prepare --voxel-size 6`
+    "neuromark": ((53, 63, 46), 3.0),
 }
 GRID_ORIGIN_MM: tuple[float, float, float] = (78.0, -112.0, -50.0)
-DEFAULT_N_SUBJECTS: dict[str, int] = {"paper": 200, "small": 120, "tiny": 24}
+DEFAULT_N_SUBJECTS: dict[str, int] = {"paper": 200, "small": 120, "tiny": 24, "neuromark": 100}
 # The sMRI files are written on a RAS grid covering the MNI152 template's field of view (mm),
 # with voxels SMRI_VOXEL_RATIO times smaller than the ICN voxels.
 SMRI_FOV_MM: tuple[tuple[float, float], ...] = ((-98.0, 100.0), (-134.0, 100.0), (-72.0, 117.0))
@@ -152,6 +155,21 @@ class VAECohortKnobs:
         gm_global_sd: SD of a subject's global gray-matter factor (fraction).
         gm_age_slope: fractional gray-matter loss per year of age.
         patient_fraction: fraction of subjects that are patients.
+        icn_sigma_scale: factor on every node width (< 1: narrower ICNs than the defaults).
+        network_nodes: extra nodes per ICN at the Power-264 ROIs of its domain's networks nearest
+            to its primary node (network-shaped ICNs; 0: the one or two nodes of ``ICN_SITES``).
+        network_node_weight: weight of each extra node relative to the primary node.
+        effect_kind: ``"node"`` (the effect node loses its peak amplitude as a whole) or
+            ``"subregion"`` (a narrower blob inside the effect node, off its centre, is weakened:
+            a partial weakening of one sub-region of the ICN).
+        effect_sigma_scale: width of the weakened sub-region relative to the node (subregion).
+        effect_offset_scale: offset of the sub-region from the node centre, +y, in node widths.
+        n_sites: acquisition sites (0: no ``site`` column; the default cohort has none).
+        site_effect_sd: SD (units of ``noise_sd``) of a smooth additive pattern per site in every ICN.
+        site_gm_sd: SD of a global multiplicative gray-matter factor per site (fraction).
+        site_diagnosis_correlation: in [0, 1): with 2+ sites, patients go to the last site and
+            controls to the first with probability ``(1 + c) / 2`` each (0: sites independent of
+            diagnosis), so that a site effect can mimic a patient effect.
     """
 
     icn_effect_sd: float = 5.0
@@ -171,6 +189,16 @@ class VAECohortKnobs:
     gm_global_sd: float = 0.04
     gm_age_slope: float = 0.003
     patient_fraction: float = 0.5
+    icn_sigma_scale: float = 1.0
+    network_nodes: int = 0
+    network_node_weight: float = 0.5
+    effect_kind: str = "node"
+    effect_sigma_scale: float = 0.5
+    effect_offset_scale: float = 0.75
+    n_sites: int = 0
+    site_effect_sd: float = 0.0
+    site_gm_sd: float = 0.0
+    site_diagnosis_correlation: float = 0.0
 
     def validate(self) -> None:
         """Raise ConfigError naming the first knob that cannot work."""
@@ -195,6 +223,21 @@ class VAECohortKnobs:
             raise ConfigError(f"gm_reduction must be < 1 (a fraction of gray matter), got {self.gm_reduction}")
         if not 0 < self.patient_fraction < 1:
             raise ConfigError(f"patient_fraction must be in (0, 1), got {self.patient_fraction}")
+        if self.effect_kind not in EFFECT_KINDS:
+            raise ConfigError(f"effect_kind: {self.effect_kind!r} is not known; expected one of {list(EFFECT_KINDS)}")
+        for name in ("icn_sigma_scale", "effect_sigma_scale"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("network_nodes", "n_sites"):
+            if int(getattr(self, name)) < 0 or int(getattr(self, name)) != getattr(self, name):
+                raise ConfigError(f"{name} must be a whole number >= 0, got {getattr(self, name)}")
+        for name in ("network_node_weight", "site_effect_sd", "site_gm_sd"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.site_diagnosis_correlation < 1:
+            raise ConfigError(f"site_diagnosis_correlation must be in [0, 1), got {self.site_diagnosis_correlation}")
+        if self.n_sites == 1:
+            raise ConfigError("n_sites must be 0 (no sites) or >= 2")
 
 
 def grid_affine(voxel_mm: float, origin_mm: tuple[float, float, float] = GRID_ORIGIN_MM) -> np.ndarray:
@@ -298,9 +341,45 @@ class _Design:
     noise_sigma_vox: float
     gm_noise_sigma_vox: float
     knobs: VAECohortKnobs = field(repr=False)
+    site_patterns: np.ndarray | None = None   # (n_sites, X, Y, Z) additive ICN pattern per site
+    site_gm: np.ndarray | None = None         # (n_sites,) multiplicative GM factor per site
 
 
-def _design(size: str, knobs: VAECohortKnobs) -> _Design:
+# Power-264 networks that match each NeuroMark domain (for network-shaped ICNs).
+DOMAIN_NETWORKS: dict[str, tuple[str, ...]] = {
+    "SC": ("SUB",), "AU": ("AUD",), "SM": ("SMH", "SMM"), "VI": ("VIS",),
+    "CC": ("FPN", "CO", "SAL", "DAN", "VAN"), "DM": ("DMN", "MEM"), "CB": ("CER",),
+}
+EFFECT_KINDS: tuple[str, ...] = ("node", "subregion")
+
+
+def _network_sites(k: int, primary: tuple[float, float, float], n_extra: int) -> list[tuple[float, float, float]]:
+    """The ``n_extra`` Power-264 ROIs of ICN ``k``'s domain networks nearest its primary node,
+    beyond 10 mm of every node of ``ICN_SITES[k]`` (so that an extra node adds shape)."""
+    if n_extra <= 0:
+        return []
+    from fusion.data.power import network_indices, power_coords
+
+    domain = neuromark.icn_domains()[k]
+    rois = np.concatenate([network_indices(net) for net in DOMAIN_NETWORKS[domain]])
+    coords = power_coords()[rois]
+    own = np.asarray(ICN_SITES[k], dtype=float)
+    far = np.min(np.linalg.norm(coords[:, None] - own[None], axis=-1), axis=1) > 10.0
+    coords = coords[far]
+    order = np.argsort(np.linalg.norm(coords - np.asarray(primary), axis=1), kind="stable")
+    return [tuple(float(v) for v in coords[i]) for i in order[:n_extra]]
+
+
+def _effect_blob(design: "_Design", n: int) -> tuple[np.ndarray, float]:
+    """Centre (mm, before jitter) and width of the planted loss on node ``n``."""
+    kn = design.knobs
+    sigma = float(design.node_sigma[n])
+    if kn.effect_kind == "subregion":
+        return design.node_centre[n] + np.array([0.0, kn.effect_offset_scale * sigma, 0.0]), kn.effect_sigma_scale * sigma
+    return design.node_centre[n], sigma
+
+
+def _design(size: str, knobs: VAECohortKnobs, seed: int = 0) -> _Design:
     shape, voxel = GRIDS[size]
     affine = grid_affine(voxel)
     smri_shape, smri_affine = smri_grid(voxel / SMRI_VOXEL_RATIO)
@@ -314,7 +393,12 @@ def _design(size: str, knobs: VAECohortKnobs) -> _Design:
             icn.append(k)
             centre.append(site)
             weight.append(1.0 if n == 0 else knobs.secondary_amplitude)
-            sigma.append(DOMAIN_SIGMA_MM[domains[k]])
+            sigma.append(DOMAIN_SIGMA_MM[domains[k]] * knobs.icn_sigma_scale)
+        for site in _network_sites(k, sites[0], knobs.network_nodes):
+            icn.append(k)
+            centre.append(site)
+            weight.append(knobs.network_node_weight)
+            sigma.append(DOMAIN_SIGMA_MM[domains[k]] * knobs.icn_sigma_scale)
     smri_axes = _axes_mm(smri_shape, smri_affine)
     profile = np.zeros(smri_shape)
     for name in knobs.gm_regions:
@@ -328,10 +412,22 @@ def _design(size: str, knobs: VAECohortKnobs) -> _Design:
         gm_base=_template_on(smri_shape, smri_affine, knobs.gm_fwhm_mm), gm_profile=profile,
         noise_sigma_vox=knobs.noise_sigma_mm / voxel,
         gm_noise_sigma_vox=knobs.gm_noise_sigma_mm / (voxel / SMRI_VOXEL_RATIO), knobs=knobs,
+        **_site_effects(shape, voxel, knobs, seed),
     )
 
 
-def _subject(design: _Design, rng: np.random.Generator, patient: bool, age: float) -> tuple[np.ndarray, np.ndarray]:
+def _site_effects(shape: tuple[int, int, int], voxel: float, knobs: VAECohortKnobs, seed: int) -> dict:
+    """Per-site ICN patterns (smooth, unit SD times ``site_effect_sd * noise_sd``) and GM factors."""
+    if knobs.n_sites == 0:
+        return {}
+    rng = np.random.default_rng([seed, 3])
+    patterns = _smooth_noise(rng, shape, knobs.noise_sigma_mm * 2 / voxel, int(knobs.n_sites))
+    patterns = np.moveaxis(patterns, -1, 0) * np.float32(knobs.site_effect_sd * knobs.noise_sd)
+    return {"site_patterns": patterns, "site_gm": 1.0 + knobs.site_gm_sd * rng.standard_normal(int(knobs.n_sites))}
+
+
+def _subject(design: _Design, rng: np.random.Generator, patient: bool, age: float,
+             site: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One subject's ICN maps ``(X, Y, Z, 53)`` and GM volume (sMRI grid), both float32.
 
     The random draws are the same whatever ``patient`` is, so effect / no-effect cohorts share
@@ -350,11 +446,20 @@ def _subject(design: _Design, rng: np.random.Generator, patient: bool, age: floa
         blob = _gaussian(design.axes, design.node_centre[n] + jitter[n], design.node_sigma[n])
         value = kn.peak_z * amplitude[k] * design.node_weight[n]
         if patient and design.effect_node.get(int(k)) == n:
-            value -= kn.icn_effect_sd * kn.noise_sd
+            if kn.effect_kind == "node":
+                value -= kn.icn_effect_sd * kn.noise_sd
+            else:
+                centre, width = _effect_blob(design, n)
+                loss = _gaussian(design.axes, centre + jitter[n], width)
+                maps[..., k] -= np.float32(kn.icn_effect_sd * kn.noise_sd) * loss.astype(np.float32)
         maps[..., k] += np.float32(value) * blob.astype(np.float32)
+    if site is not None and design.site_patterns is not None:
+        maps += design.site_patterns[site][..., None]
     maps *= design.mask[..., None]
 
     gm = design.gm_base * gm_global * (1.0 + kn.gm_noise * gm_noise)
+    if site is not None and design.site_gm is not None:
+        gm = gm * design.site_gm[site]
     if patient and kn.gm_regions:
         gm = gm * (1.0 - kn.gm_reduction * design.gm_profile)
     return maps, gm.astype(np.float32)
@@ -372,8 +477,9 @@ def expected_effect(design: _Design) -> np.ndarray:
     truth = np.zeros(design.shape + (neuromark.N_MODALITIES,), dtype=np.float64)
     tau2 = kn.jitter_mm**2
     for k, n in design.effect_node.items():
-        s2 = design.node_sigma[n] ** 2
-        blurred = (s2 / (s2 + tau2)) ** 1.5 * _gaussian(design.axes, design.node_centre[n], np.sqrt(s2 + tau2))
+        centre, width = _effect_blob(design, n)
+        s2 = width**2
+        blurred = (s2 / (s2 + tau2)) ** 1.5 * _gaussian(design.axes, centre, np.sqrt(s2 + tau2))
         truth[..., k] = -kn.icn_effect_sd * kn.noise_sd * blurred * design.mask
     if kn.gm_regions and kn.gm_reduction > 0:
         loss = -kn.gm_reduction * design.gm_profile * design.gm_base
@@ -393,6 +499,34 @@ def _save_int16_nifti(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
     image.set_data_dtype(np.int16)
     with io.atomic_path(path, suffix=".nii.gz") as tmp:
         nib.save(image, tmp)
+
+
+# Knobs added for the validation family: recorded only when set, so the default cohort's files stay
+# byte-identical to those written before the family existed.
+_VARIANT_KNOBS: tuple[str, ...] = ("icn_sigma_scale", "network_nodes", "network_node_weight", "effect_kind",
+                                   "effect_sigma_scale", "effect_offset_scale", "n_sites", "site_effect_sd",
+                                   "site_gm_sd", "site_diagnosis_correlation")
+
+
+def _recorded_knobs(knobs: VAECohortKnobs) -> dict:
+    default = VAECohortKnobs()
+    return {k: v for k, v in dataclasses.asdict(knobs).items()
+            if k not in _VARIANT_KNOBS or v != getattr(default, k)}
+
+
+def _assign_sites(labels: np.ndarray, knobs: VAECohortKnobs, seed: int) -> np.ndarray | None:
+    """Site index per subject (own random stream; None without sites). With correlation ``c``,
+    a patient goes to the last site and a control to the first with probability ``(1 + c) / 2``,
+    otherwise to a uniformly drawn site."""
+    if knobs.n_sites == 0:
+        return None
+    rng = np.random.default_rng([seed, 2])
+    n_sites = int(knobs.n_sites)
+    sites = rng.integers(0, n_sites, len(labels))
+    if knobs.site_diagnosis_correlation > 0:
+        biased = rng.random(len(labels)) < knobs.site_diagnosis_correlation
+        sites[biased] = np.where(labels[biased] == 1, n_sites - 1, 0)
+    return sites
 
 
 def make_vae_cohort(
@@ -447,10 +581,11 @@ def make_vae_cohort(
     if manifest_path.exists() and not overwrite:
         raise InputError(f"{out_dir} already holds a cohort ({manifest_path}); pass overwrite=True (--overwrite) to replace it")
 
-    design = _design(size, kn)
+    design = _design(size, kn, seed)
     cohort_rng = np.random.default_rng([seed, 0])
     labels = np.zeros(n, dtype=int)
     labels[cohort_rng.permutation(n)[:n_patients]] = 1
+    sites = _assign_sites(labels, kn, seed)
 
     rows = []
     max_abs = np.zeros((n, neuromark.N_MODALITIES))
@@ -458,7 +593,8 @@ def make_vae_cohort(
         rng = np.random.default_rng([seed, 1, s])
         age = float(np.round(rng.uniform(*AGE_RANGE), 1))
         sex = "F" if rng.random() < 0.5 else "M"
-        maps, gm = _subject(design, rng, patient=effect and labels[s] == 1, age=age)
+        maps, gm = _subject(design, rng, patient=effect and labels[s] == 1, age=age,
+                            site=None if sites is None else int(sites[s]))
         subject_id = f"sub-{s + 1:04d}"
         icn_rel, smri_rel = f"{subject_id}/icn.nii.gz", f"{subject_id}/smri_gm.nii.gz"
         _save_int16_nifti(out_dir / icn_rel, maps, design.affine)
@@ -466,7 +602,8 @@ def make_vae_cohort(
         max_abs[s, :-1] = np.abs(maps).reshape(-1, neuromark.N_ICN).max(axis=0)
         max_abs[s, -1] = np.abs(gm).max()
         rows.append({"subject_id": subject_id, "label": "patient" if labels[s] else "control",
-                     "icn_path": icn_rel, "smri_path": smri_rel, "age": age, "sex": sex})
+                     "icn_path": icn_rel, "smri_path": smri_rel, "age": age, "sex": sex,
+                     **({} if sites is None else {"site": f"site{int(sites[s]) + 1}"})})
 
     truth = expected_effect(design) if effect else np.zeros(design.shape + (neuromark.N_MODALITIES,))
     io.save_nifti(out_dir / "ground_truth_effect.nii.gz", truth, design.affine)
@@ -493,8 +630,41 @@ def make_vae_cohort(
         "affine": design.affine.tolist(),
         "smri_shape": list(design.smri_shape),
         "smri_affine": design.smri_affine.tolist(),
-        "knobs": dataclasses.asdict(kn),
+        "knobs": _recorded_knobs(kn),
     })
     io.write_csv(manifest_path, pd.DataFrame(rows))
     log.info("wrote %d subjects (%d patients) to %s", n, int(labels.sum()), out_dir)
     return manifest_path
+
+
+# The validation family (``fusion vae-validate``): each variant removes one convenience of the
+# embedded cohort. ``voxel_size`` is what ``fusion prepare --voxel-size`` gets (None: the ICN grid).
+VAE_VARIANTS: dict[str, dict] = {
+    "embedded": {"size": "small", "doc": "the embedded cohort (reference)"},
+    "neuromark_grid": {"size": "neuromark", "n_subjects": 120, "voxel_size": 6.0,
+                       "doc": "NeuroMark 3 mm grid 53x63x46, resampled to 6 mm by prepare"},
+    "narrow_networks": {"size": "small", "knobs": {"icn_sigma_scale": 0.65, "network_nodes": 3},
+                        "doc": "ICNs 0.65x as wide, 3 extra Power-264 nodes of the domain's networks"},
+    "subregion_effect": {"size": "small", "knobs": {"effect_kind": "subregion"},
+                         "doc": "a narrower off-centre sub-region of the effect node is weakened"},
+    "weak_effect": {"size": "small", "knobs": {"icn_effect_sd": 2.5, "gm_reduction": 0.06},
+                    "doc": "half the ICN and GM effect sizes"},
+    "few_modalities": {"size": "small", "knobs": {"effect_icns": (5, 23), "gm_regions": ("thalamus",)},
+                       "doc": "effect in 2 ICNs and one GM region"},
+    "gm_only": {"size": "small", "knobs": {"icn_effect_sd": 0.0}, "doc": "effect in gray matter only"},
+    "n100": {"size": "small", "n_subjects": 100, "doc": "100 subjects"},
+    "site_confound": {"size": "small", "knobs": {"n_sites": 2, "site_effect_sd": 1.0, "site_gm_sd": 0.04,
+                                                 "site_diagnosis_correlation": 0.6},
+                      "doc": "2 sites, 80% of patients at one and 80% of controls at the other, site patterns"},
+    "null": {"size": "small", "effect": False, "doc": "no patient effect"},
+}
+
+
+def variant_settings(name: str) -> dict:
+    """Settings of a validation variant: ``size``, ``n_subjects``, ``effect``, ``knobs``,
+    ``voxel_size``, ``doc``; ConfigError listing the valid names for an unknown one."""
+    if name not in VAE_VARIANTS:
+        raise ConfigError(f"unknown VAE cohort variant {name!r}; expected one of {list(VAE_VARIANTS)}")
+    spec = VAE_VARIANTS[name]
+    return {"size": spec.get("size", "small"), "n_subjects": spec.get("n_subjects"), "effect": spec.get("effect", True),
+            "knobs": dict(spec.get("knobs", {})), "voxel_size": spec.get("voxel_size"), "doc": spec.get("doc", "")}
