@@ -27,7 +27,7 @@ CCL_MANIFEST := $(CCL_DATA)/manifest.csv
 HYDRA := PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}ignore::UserWarning:catalyst.dl.scripts.hydra_run" \
 	$(BIN)/catalyst-dl run --hydra --config-dir conf
 
-.PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds ccl ccl-paper ccl-table3 bench cohorts prepare clean
+.PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds vae-validate ccl ccl-paper ccl-table3 bench cohorts prepare clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,12 @@ vae-table1: $(STAMP) $(VAE_PREPARED)
 
 vae-seeds: $(STAMP) $(VAE_PREPARED)
 	$(BIN)/fusion vae-seeds $(if $(LOGDIR),--logdir $(LOGDIR)) -- $(ARGS)
+
+# The VAE with its defaults on the validation family (10 cohort variants x 3 seeds; hours on 2 cores).
+#   make vae-validate LOGDIR=runs/vae_validate VALIDATE_ARGS='--variants null,weak_effect --seeds 0' ARGS='folds.n_splits=5'
+VALIDATE_ARGS ?=
+vae-validate: $(STAMP)
+	$(BIN)/fusion vae-validate $(if $(LOGDIR),--out $(LOGDIR)) $(VALIDATE_ARGS) -- $(ARGS)
 
 ccl: $(STAMP) $(if $(findstring data.,$(ARGS)),,$(CCL_MANIFEST))
 	$(HYDRA) --config-name ccl $(if $(LOGDIR),logdir=$(LOGDIR)) $(ARGS)
