@@ -27,7 +27,7 @@ CCL_MANIFEST := $(CCL_DATA)/manifest.csv
 HYDRA := PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}ignore::UserWarning:catalyst.dl.scripts.hydra_run" \
 	$(BIN)/catalyst-dl run --hydra --config-dir conf
 
-.PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds vae-validate ccl ccl-paper ccl-table3 bench cohorts prepare clean
+.PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds vae-validate ccl ccl-paper ccl-table3 bench cohorts prepare clean gpu-check
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -115,6 +115,11 @@ soak: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+# On a CUDA machine: GPU tests, one paper-size bf16 epoch, cuML SVM, CuPy PCA (< 8 min). Without
+# CUDA it says so and exits 0; ARGS=--dry-run runs the same code on the CPU at tiny sizes.
+gpu-check: $(STAMP)
+	PYTHON=$(BIN)/python bash bench/gpu_check.sh $(ARGS)
 
 clean:
 	rm -rf runs outputs multirun

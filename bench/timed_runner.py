@@ -44,12 +44,41 @@ class TimedVAERunner(VAERunner):
             ``batch_seconds`` / ``batch_cpu_seconds``: wall / CPU time of each batch, from the end
             of the previous one), also
             written to :func:`timing_file` (one file per DDP rank).
+        loader_timings: ``{"stage", "loader", "epoch", "seconds", "batches"}`` of every loader.
+        epoch_timings: ``{"stage", "epoch", "seconds"}``: from the runner's ``on_epoch_start`` (before
+            the callbacks') to its ``on_epoch_end`` (after theirs: checkpoints and resume state saved).
+        stage_timings: ``{"stage", "seconds", "after_last_epoch_seconds"}``; the latter covers the
+            stage-end callbacks (latent extraction, SVM).
     """
 
     def __init__(self, cfg: DictConfig | dict[str, Any]):
         super().__init__(cfg)
         self.train_timings: list[dict[str, Any]] = []
+        self.loader_timings: list[dict[str, Any]] = []
+        self.epoch_timings: list[dict[str, Any]] = []
+        self.stage_timings: list[dict[str, Any]] = []
         self.after_train_batch: Callable[[IRunner], None] | None = None
+
+    def on_stage_start(self, runner: IRunner) -> None:
+        self._bench_stage_start = time.perf_counter()
+        super().on_stage_start(runner)
+
+    def on_epoch_start(self, runner: IRunner) -> None:
+        self._bench_epoch_start = time.perf_counter()
+        super().on_epoch_start(runner)
+
+    def on_epoch_end(self, runner: IRunner) -> None:
+        super().on_epoch_end(runner)
+        self._bench_epoch_end = time.perf_counter()
+        self.epoch_timings.append({"stage": self.stage_key, "epoch": int(self.stage_epoch_step),
+                                   "seconds": self._bench_epoch_end - self._bench_epoch_start})
+
+    def on_stage_end(self, runner: IRunner) -> None:
+        super().on_stage_end(runner)
+        end = time.perf_counter()
+        last_epoch_end = getattr(self, "_bench_epoch_end", self._bench_stage_start)
+        self.stage_timings.append({"stage": self.stage_key, "seconds": end - self._bench_stage_start,
+                                   "after_last_epoch_seconds": end - max(last_epoch_end, self._bench_stage_start)})
 
     def on_loader_start(self, runner: IRunner) -> None:
         super().on_loader_start(runner)
@@ -81,6 +110,8 @@ class TimedVAERunner(VAERunner):
     def on_loader_end(self, runner: IRunner) -> None:
         seconds = self._bench_wall + time.perf_counter() - self._bench_start
         cpu_seconds = self._bench_cpu + time.process_time() - self._bench_cpu_start
+        self.loader_timings.append({"stage": self.stage_key, "loader": self.loader_key, "epoch": int(self.stage_epoch_step),
+                                    "seconds": seconds, "batches": self._bench_batches})
         if self.is_train_loader:
             self.train_timings.append({"epoch": int(self.stage_epoch_step), "seconds": seconds, "cpu_seconds": cpu_seconds,
                                        "batches": self._bench_batches, "samples": self._bench_samples,
