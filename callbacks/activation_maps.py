@@ -93,6 +93,8 @@ class ActivationMapCallback(Callback):
         batch_size: subjects per forward/backward pass.
         figures: draw the figures.
         device: ``"cpu"``, ``"cuda"``...; None picks CUDA when available.
+        min_share: over repeated splits a feature is significant when selected in more than
+            this share of them (``significant_features.json``; 0.5: a strict majority).
 
     Example (``conf/ccl.yaml``)::
 
@@ -136,6 +138,7 @@ class ActivationMapCallback(Callback):
         figures: bool = True,
         device: str | None = None,
         ig_steps: int = 32,
+        min_share: float = 0.5,
     ) -> None:
         super().__init__(
             order=CallbackOrder.ExternalExtra, node=CallbackNode.master, scope=CallbackScope.experiment
@@ -161,6 +164,7 @@ class ActivationMapCallback(Callback):
         self.figures = bool(figures)
         self.device = device
         self.ig_steps = int(ig_steps)
+        self.min_share = float(min_share)
         self.views = view_specs(self.target_layers, self.view_order)
         self.significance_maps = {k: _plain(v) for k, v in self.significance_maps.items()}
         # Per view: the paper's two maps, plus the one its significance is computed from.
@@ -188,13 +192,15 @@ class ActivationMapCallback(Callback):
         if not is_main_process(getattr(runner, "engine", None)):
             return
         truth = self._ground_truth(runner)
-        per_fold = {}
+        per_fold, selected = {}, []
         for stage in runner.stages:
             summary = self.explain_stage(runner, stage, truth)
+            selected.append(summary.get("selected", {}))
             if summary.get("recovery") is not None:
                 per_fold[stage] = summary["recovery"]
-        if per_fold:
-            self._write_recovery(Path(runner.logdir) / "results.json", per_fold)
+        consensus = write_consensus(Path(runner.logdir), selected, truth, self.min_share)
+        if per_fold or consensus.get("recovery"):
+            self._write_recovery(Path(runner.logdir) / "results.json", per_fold, consensus)
 
     # ------------------------------------------------------------------ work
     def explain_stage(self, runner: Any, stage: str, truth: Mapping | None = None) -> dict:
@@ -203,8 +209,8 @@ class ActivationMapCallback(Callback):
         split = getattr(runner, "stage_indices", {}).get(stage, {})
         subjects = self.subject_indices(split, stage)
         dataset = runner.dataset
-        if getattr(dataset, "has_missing_genotypes", False) and "train" in split:
-            dataset.fit_imputation(split["train"])  # this fold's training subjects only
+        if hasattr(dataset, "fit") and "train" in split:
+            dataset.fit(split["train"])  # imputation and standardisation: this fold's training subjects only
         model = runner.build_model()
         model.load_state_dict(self._load_weights(stage_dir / self.checkpoint))
         loader = DataLoader(Subset(dataset, subjects.tolist()), batch_size=self.batch_size, shuffle=False)
@@ -323,10 +329,40 @@ class ActivationMapCallback(Callback):
         return None
 
     @staticmethod
-    def _write_recovery(path: Path, per_fold: Mapping[str, Mapping]) -> None:
-        block = {key: float(np.mean([r[key] for r in per_fold.values()])) for key in RECOVERY_KEYS
-                 if all(key in r for r in per_fold.values())}
+    def _write_recovery(path: Path, per_fold: Mapping[str, Mapping], consensus: Mapping) -> None:
+        """``results.json`` ``recovery``: the consensus over splits (a feature selected in most
+        repetitions), the mean of the per-split scores, and each split's."""
+        mean = {key: float(np.mean([r[key] for r in per_fold.values()])) for key in RECOVERY_KEYS
+                if per_fold and all(key in r for r in per_fold.values())}
+        block = dict(consensus.get("recovery") or mean)
+        block["rule"] = (f"consensus: selected in more than {consensus.get('min_share', 0.5):.0%} of "
+                         f"{consensus.get('n_repetitions', len(per_fold))} split(s)")
+        block["mean_over_splits"] = mean
         block["folds"] = {stage: dict(r) for stage, r in per_fold.items()}
         results = io.read_json(path) if path.is_file() else {}
         results["recovery"] = block
         io.write_json(path, results)
+
+
+def write_consensus(logdir: Path, selected: list[dict], truth: Mapping | None, min_share: float) -> dict:
+    """``significant_features.json`` at the run root: edges and SNPs selected in most splits
+    (1-based ROI and SNP numbers in the file, as everywhere a user reads), with the verdict of
+    ``results.json`` copied in, so a list from a model at chance says so where it is read."""
+    from fusion.interpret.consensus import consensus_significance
+
+    if not selected or not any(selected):
+        return {}
+    consensus = consensus_significance(selected, dict(truth) if truth is not None else None, min_share)
+    results_path = logdir / "results.json"
+    verdict = (io.read_json(results_path).get("verdict") if results_path.is_file() else None) or {}
+    doc = {
+        "interpretable": verdict.get("interpretable"),
+        "reasons": verdict.get("reasons", []),
+        "rule": f"selected in more than {min_share:.0%} of {consensus['n_repetitions']} split(s)",
+        "index_base": 1,
+        "edges": [{"roi_i": i + 1, "roi_j": j + 1, "splits": c} for i, j, c in consensus.get("edges", [])],
+        "snps": [{"snp": k + 1, "splits": c} for k, c in consensus.get("snps", [])],
+        "recovery": consensus.get("recovery"),
+    }
+    io.write_json(logdir / "significant_features.json", doc)
+    return consensus

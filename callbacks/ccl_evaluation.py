@@ -1,4 +1,7 @@
-"""Test-set evaluation of each gCAM-CCL stage, and the run's results.json / report at the end."""
+"""Test-set evaluation of each gCAM-CCL stage, and the run's results.json / report at the end.
+
+Thin adapters: the aggregation and statistics live in :mod:`fusion.evaluate.ccl_results`.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,8 @@ import numpy as np
 import torch
 from catalyst.core import Callback, CallbackOrder, CallbackScope
 
+from fusion.evaluate.ccl_results import METRIC_KEYS
 from runners.base import is_main_process
-
-METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "f1", "auc")
 
 
 def predict(model: torch.nn.Module, dataset: Any, indices: np.ndarray, view_names: list[str],
@@ -100,23 +102,42 @@ class CCLTestEvaluationCallback(Callback):
 
 class CCLResultsCallback(Callback):
     """At the end of the experiment: ``results.json`` and ``test_predictions.csv`` at the run
-    directory's root, from every ``fold_XX/result.json`` present.
+    directory's root (:func:`fusion.evaluate.ccl_results.write_run_results`), from every
+    ``fold_XX/result.json`` present: means and SDs over splits, bootstrap CIs and permutation
+    p-values, the linear baselines on the same splits, and the verdict on the maps.
 
-    With one fold the metrics are that fold's; with K folds they are means over folds (each fold's
-    values kept under ``folds``). The run's ``data`` and ``model`` config nodes are recorded so
-    that ``fusion ccl-table3`` can rebuild the cohort and the network without Hydra. Runs before
-    the activation-map callback (which adds ``recovery``) and the report callback.
+    The run's ``data``, ``model`` and ``criterion`` nodes and the test checkpoint's name are
+    recorded so that ``fusion ccl-table3`` can rebuild the cohort and the network without Hydra.
+    Runs before the activation-map callback (which adds ``recovery``) and the report callback.
+
+    Args:
+        baselines: fit the linear baselines (SVM, Logist) on every split for the verdict.
+        n_boot: bootstrap resamples of the CIs.
+        n_perm: label permutations of the p-values (and SVM refits per split).
+        svm_C, logistic_C: regularisation of the baselines.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, baselines: bool = True, n_boot: int = 2000, n_perm: int = 1000,
+                 svm_C: float = 1.0, logistic_C: float = 1.0) -> None:
         super().__init__(order=CallbackOrder.external, scope=CallbackScope.experiment)
+        self.baselines, self.n_boot, self.n_perm = bool(baselines), int(n_boot), int(n_perm)
+        self.svm_C, self.logistic_C = float(svm_C), float(logistic_C)
 
     def on_experiment_end(self, runner: Any) -> None:
+        from fusion.evaluate.ccl_results import linear_baselines, write_run_results
+
         if runner.exception is not None or not is_main_process(runner.engine):
             return
         config = {key: runner.select(key) for key in ("data", "model", "criterion")}
         config["seed"] = runner.seed
-        write_run_results(runner.logdir, runner.all_stages, config=config)
+        config["test_checkpoint"] = runner.select("callbacks.test.checkpoint", "best.pth")
+        stages = [s for s in runner.all_stages if (Path(runner.logdir) / s / "result.json").is_file()]
+        base = None
+        if self.baselines and stages and all(s in runner.stage_indices for s in stages):
+            base = linear_baselines(runner.dataset, [runner.stage_indices[s] for s in stages],
+                                    self.svm_C, self.logistic_C, self.n_perm, runner.seed)
+        write_run_results(runner.logdir, stages, config=config, baselines=base,
+                          n_boot=self.n_boot, n_perm=self.n_perm, seed=runner.seed)
 
 
 class CCLReportCallback(Callback):
@@ -132,57 +153,3 @@ class CCLReportCallback(Callback):
             from fusion.report.ccl_report import write_ccl_report
 
             write_ccl_report(runner.logdir)
-
-
-def write_run_results(logdir: str | Path, stages: list[str], config: dict | None = None) -> dict:
-    """Aggregate the stages' ``result.json`` into ``logdir/results.json`` (see CCLResultsCallback).
-
-    Args:
-        logdir: the run directory.
-        stages: stage names to look for (``fold_00`` ...); missing ones are skipped.
-        config: extra run information stored under ``config`` (data/model nodes, seed).
-    """
-    import pandas as pd
-
-    from fusion import io
-
-    logdir = Path(logdir)
-    folds = [(s, io.read_json(logdir / s / "result.json")) for s in stages if (logdir / s / "result.json").is_file()]
-    if not folds:
-        return {}
-    results: dict[str, Any] = {}
-    for key in METRIC_KEYS:
-        values = [f[key] for _, f in folds]
-        results[key] = float(np.mean(values))
-        if len(folds) > 1:
-            results[f"{key}_std"] = float(np.std(values))
-    first = folds[0][1]
-    results.update({
-        "n_test": int(sum(f["n_test"] for _, f in folds)),
-        "n_train": int(first["n_train"]),
-        "n_val": int(first["n_val"]),
-        "n_folds": len(folds),
-        "class_names": first["class_names"],
-        "positive_class": first["positive_class"],
-        "folds": [{"stage": s, **{k: f[k] for k in (*METRIC_KEYS, "n_test", "epochs", "checkpoint")}} for s, f in folds],
-    })
-    recs = [f["recovery"] for _, f in folds if isinstance(f.get("recovery"), dict)]
-    if recs:
-        keys = [k for k in recs[0] if all(isinstance(r.get(k), (int, float)) for r in recs)]
-        results["recovery"] = {k: float(np.mean([r[k] for r in recs])) for k in keys}
-    splits = logdir / "splits.json"
-    if splits.is_file():
-        results["splits"] = "splits.json"
-    frames = []
-    for s, _ in folds:
-        path = logdir / s / "test_predictions.csv"
-        if path.is_file():
-            frame = pd.read_csv(path)
-            frame.insert(0, "stage", s)
-            frames.append(frame)
-    if frames:
-        io.write_csv(logdir / "test_predictions.csv", pd.concat(frames, ignore_index=True))
-    if config:
-        results["config"] = config
-    io.write_json(logdir / "results.json", results)
-    return results

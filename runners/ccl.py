@@ -11,10 +11,11 @@ early stopping can monitor the classification term alone, or each view on its ow
 
 Differences from :class:`runners.base.ConfigRunner`:
 
-- without a ``folds`` node there is one stage named ``fold_00`` (the 70/15/15 split), so a run
-  directory has the same layout with or without K-fold;
+- without a ``folds`` node there is one stage per repetition of the stratified 70/15/15 split
+  (``split.repetitions``, stages ``fold_00`` ...; repetition k uses seed ``split.seed + k``), so a
+  run directory has the same layout with repeated splits or K-fold;
 - before a stage's loaders are built, missing genotype calls are imputed from that stage's
-  training subjects only (``CCLDataset.fit_imputation``).
+  training subjects only, and so is the per-edge / per-SNP standardisation (``CCLDataset.fit``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,15 @@ import numpy as np
 import torch
 
 from fusion.losses.collaborative import view_label_losses
+from fusion.errors import ConfigError
 from runners.base import ConfigRunner, fold_stage_name
+
+
+def split_repetitions(value: Any) -> int:
+    """``split.repetitions`` checked: a positive integer."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"split.repetitions must be a positive integer, got {value!r}")
+    return value
 
 
 class CCLRunner(ConfigRunner):
@@ -44,7 +53,7 @@ class CCLRunner(ConfigRunner):
         """One stage per fold; the default holdout split is the single stage ``fold_00``."""
         n_splits = self.select("folds.n_splits")
         if n_splits is None:
-            return [fold_stage_name(0)]
+            return [fold_stage_name(i) for i in range(split_repetitions(self.select("split.repetitions", 1)))]
         return [fold_stage_name(i) for i in range(n_splits)]
 
     @property
@@ -54,10 +63,11 @@ class CCLRunner(ConfigRunner):
         return super().stages
 
     def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
-        """Impute genotypes from this stage's training subjects, then the base runner's subsets."""
+        """Fit imputation and standardisation on this stage's training subjects, then the base
+        runner's subsets."""
         split = self.stage_indices.get(stage)
-        if split is not None and hasattr(self.dataset, "fit_imputation"):
-            self.dataset.fit_imputation(np.asarray(split["train"], dtype=int))
+        if split is not None and hasattr(self.dataset, "fit"):
+            self.dataset.fit(np.asarray(split["train"], dtype=int))
         return super().get_datasets(stage)
 
     def _check_callbacks(self) -> None:

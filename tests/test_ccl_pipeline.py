@@ -33,6 +33,7 @@ def ccl_run(tiny_cohort, tmp_path_factory) -> Path:
     script = Path(sys.executable).parent / "catalyst-dl"
     cmd = [str(script), "run", "--hydra", "--config-dir", str(REPO / "conf"), "--config-name", "ccl",
            f"logdir={logdir}", f"data.manifest={tiny_cohort}", "stage.num_epochs=3", "stage.patience=3",
+           "split.repetitions=2", "callbacks.results.n_perm=200", "callbacks.results.n_boot=300",
            "callbacks.activation_maps.figures=false"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
                           env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
@@ -46,19 +47,37 @@ def test_ccl_run_writes_results(ccl_run, tiny_cohort):
     for key in ("accuracy", "sensitivity", "specificity", "f1", "auc", "n_test"):
         assert key in results
     assert set(results["recovery"]) >= {"edge_precision", "edge_recall", "snp_precision", "snp_recall"}
-    assert (ccl_run / "fold_00" / "checkpoints" / "best.pth").is_file()
     splits = json.loads((ccl_run / "splits.json").read_text())
-    test_ids = splits["folds"][0]["test_ids"]
+    assert len(splits["folds"]) == results["n_folds"] == 2  # split.repetitions=2: stages fold_00, fold_01
     preds = pd.read_csv(ccl_run / "test_predictions.csv")
-    assert preds["subject_id"].tolist() == test_ids and results["n_test"] == len(test_ids)
-    # the metrics are those of the saved predictions
-    assert results["accuracy"] == pytest.approx(float((preds["predicted"] == preds["label"]).mean()))
+    per_split = []
+    for k, fold in enumerate(splits["folds"]):
+        assert (ccl_run / f"fold_{k:02d}" / "checkpoints" / "best.pth").is_file()
+        mine = preds[preds["stage"] == f"fold_{k:02d}"]
+        assert mine["subject_id"].tolist() == fold["test_ids"]
+        per_split.append(float((mine["predicted"] == mine["label"]).mean()))
+        # no subject in two parts of a split
+        parts = [set(fold[f"{p}_ids"]) for p in ("train", "val", "test")]
+        assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert splits["folds"][0]["test_ids"] != splits["folds"][1]["test_ids"]  # a new draw per repetition
+    assert results["n_test"] == len(preds)
+    # the metrics are the mean over splits of those of the saved predictions
+    assert results["accuracy"] == pytest.approx(np.mean(per_split))
+    assert results["accuracy_std"] == pytest.approx(np.std(per_split))
     np.testing.assert_allclose(preds["prob_low"] + preds["prob_high"], 1.0, atol=1e-5)
-    # no subject in two parts of the split; the test subjects are labelled subjects of the manifest
-    parts = [set(splits["folds"][0][f"{p}_ids"]) for p in ("train", "val", "test")]
-    assert not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    # statistics: a CI around the accuracy, a p-value, the linear baselines and the verdict
+    low, high = results["accuracy_ci"]
+    assert low <= results["accuracy"] <= high and 0 < results["accuracy_p"] <= 1
+    assert set(results["baselines"]) == {"SVM", "Logist"}
+    assert len(results["baselines"]["SVM"]["accuracy_folds"]) == 2
+    assert set(results["verdict"]) >= {"interpretable", "reasons"} and list(results)[0] == "verdict"
+    consensus = json.loads((ccl_run / "significant_features.json").read_text())
+    assert consensus["interpretable"] == results["verdict"]["interpretable"] and consensus["index_base"] == 1
+    assert "consensus" in results["recovery"]["rule"] and len(results["recovery"]["folds"]) == 2
     report = (ccl_run / "report.md").read_text()
     assert "Test-set classification" in report and "Recovery of the planted effects" in report
+    assert "95% CI" in report
+    assert ("NOT INTERPRETABLE" in report) == (not results["verdict"]["interpretable"])
 
 
 @pytest.mark.slow
@@ -108,7 +127,13 @@ def test_table3_on_the_same_test_subjects(ccl_run):
     assert table["method"].tolist() == list(ROWS)
     results = json.loads((ccl_run / "results.json").read_text())
     row = table.set_index("method").loc["gCAM-CCL"]
-    assert row["ACC"] == pytest.approx(results["accuracy"], abs=1e-4)
+    # Table III's gCAM-CCL row is the run's own predictions: the same mean over the same splits
+    assert row["ACC"] == round(results["accuracy"], 4) and row["n_splits"] == 2
+    assert row["ACC_sd"] == round(results["accuracy_std"], 4)
+    # and its SVM / Logist rows are the fits behind results.json's verdict
+    rows = table.set_index("method")
+    assert rows.loc["SVM", "ACC"] == round(results["baselines"]["SVM"]["accuracy"], 4)
+    assert rows.loc["Logist", "ACC"] == round(results["baselines"]["Logist"]["accuracy"], 4)
     assert (table["n_test"] == results["n_test"]).all()
     assert (ccl_run / "table3.md").is_file() and "Table III" in (ccl_run / "report.md").read_text()
 

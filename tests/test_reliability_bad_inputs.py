@@ -421,7 +421,7 @@ def test_ccl_run_refuses_bad_input(case: str, ccl_cohort: Path, tmp_path: Path) 
 
     code, err = train("ccl", [
         f"logdir={logdir}", f"data.manifest={root / manifest_name}", f"data.n_rois={R}", f"data.n_snps={P}",
-        "stage.num_epochs=1", "callbacks.activation_maps=null", *extra,
+        "stage.num_epochs=1", "split.repetitions=1", "callbacks.activation_maps=null", *extra,
     ])
 
     assert code == 1

@@ -67,7 +67,7 @@ def train_ccl(logdir: Path, config_dir: str, config_name: str, overrides: list[s
 def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F821
     """Baselines and gCAM-CCL on every fold of a finished run; writes table3.csv/.md; returns the table."""
     import pandas as pd
-    import torch
+    from tqdm import tqdm
 
     from fusion import io
     from fusion.data.folds import load_folds
@@ -91,16 +91,15 @@ def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F8
     settings = settings or bl.BaselineSettings()
     per_fold = []
     # the checkpoint the run's test metrics came from (best_per_view.pth in conf/ccl.yaml)
-    test_cb = (config.get("callbacks") or {}).get("test") or {}
-    checkpoint = str(test_cb.get("checkpoint") or "best.pth")
-    for k, fold in enumerate(folds):
+    checkpoint = str(config.get("test_checkpoint") or "best.pth")
+    for k, fold in enumerate(tqdm(folds, desc="Table III", unit="split")):
         stage = f"fold_{k:02d}"
         ckpt = logdir / stage / "checkpoints" / checkpoint
         if not ckpt.is_file():
             log.warning("skipping %s: no checkpoint", stage)
             continue
         t0 = time.time()
-        dataset.fit_imputation(fold.train)
+        dataset.fit(fold.train)  # imputation and standardisation from this split's training subjects
         fit_idx = np.concatenate([fold.train, fold.val])
         fc, snps, y = dataset.arrays(np.arange(len(dataset)))
         X = bl.concat_features(fc, snps)
@@ -110,12 +109,16 @@ def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F8
         model.load_state_dict(state["model_state_dict"])
         Z, proba = bl.ccl_representations(model, fc, snps)
         preds.update(bl.ccl_feature_baselines(Z[fit_idx], y[fit_idx], Z[fold.test], settings))
-        preds["gCAM-CCL"] = proba[fold.test].argmax(axis=1)
+        # gCAM-CCL's row is the run's own test predictions, so Table III and results.json agree exactly.
         run_pred = logdir / stage / "test_predictions.csv"
-        if run_pred.is_file():
-            saved = pd.read_csv(run_pred)["predicted"].to_numpy()
-            if saved.shape == preds["gCAM-CCL"].shape and not np.array_equal(saved, preds["gCAM-CCL"]):
-                log.warning("%s: recomputed gCAM-CCL predictions differ from the run's test_predictions.csv", stage)
+        if not run_pred.is_file():
+            raise InputError(f"{run_pred} is missing: the run's test predictions give Table III's gCAM-CCL row")
+        saved = pd.read_csv(run_pred)
+        if not np.array_equal(saved["index"].to_numpy(), fold.test):
+            raise InputError(f"{run_pred} lists other test subjects than {logdir / 'splits.json'} for {stage}")
+        preds["gCAM-CCL"] = saved["predicted"].to_numpy()
+        if not np.array_equal(preds["gCAM-CCL"], proba[fold.test].argmax(axis=1)):
+            log.warning("%s: the rebuilt network predicts differently from the run's test_predictions.csv", stage)
         rows = bl.score_rows(y[fold.test], preds)
         for row in rows:
             row["fold"] = stage
@@ -126,7 +129,10 @@ def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F8
     long = pd.DataFrame(per_fold)
     order = {name: i for i, name in enumerate(bl.ROWS)}
     table = (long.groupby("method", sort=False)[list(bl.METRICS)].mean().reset_index())
-    table["n_test"] = long.groupby("method", sort=False)["n_test"].sum().to_numpy()
+    grouped = long.groupby("method", sort=False)
+    table.insert(2, "ACC_sd", grouped["accuracy"].std(ddof=0).fillna(0.0).round(4).to_numpy())
+    table["n_splits"] = grouped["fold"].nunique().to_numpy()
+    table["n_test"] = grouped["n_test"].sum().to_numpy()
     table = table.sort_values("method", key=lambda s: s.map(lambda m: order.get(m, 99))).reset_index(drop=True)
     table = table.rename(columns={"accuracy": "ACC", "sensitivity": "SEN", "specificity": "SPF", "f1": "F1"})
     for col in ("ACC", "SEN", "SPF", "F1"):
@@ -134,8 +140,9 @@ def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F8
     io.write_csv(logdir / "table3.csv", table)
     if len(folds) > 1:
         io.write_csv(logdir / "table3_folds.csv", long)
-    md = ["Table III: classification of low vs high score on the same test subjects "
-          f"({int(table['n_test'].iloc[0])} test subjects; positive class: high).", "",
+    md = ["Table III: classification of low vs high score on the same test subjects: means over "
+          f"{int(table['n_splits'].iloc[0])} split(s) ({int(table['n_test'].iloc[0])} test predictions; "
+          "ACC_sd: SD over splits; positive class: high).", "",
           markdown_table(table.to_dict("records"), list(table.columns)), ""]
     io.write_text(logdir / "table3.md", "\n".join(md))
     write_ccl_report(logdir)

@@ -1,9 +1,15 @@
 """The gCAM-CCL cohort as a PyTorch Dataset: one FC matrix and one genotype vector per subject.
 
 ``CCLDataset(manifest, ...)[i] -> {"fc": (1, 264, 264) float32, "snp": (1, 750) float32,
-"label": int, "index": int}``, ``index`` = position among the labelled subjects. Missing genotype
-calls are imputed from the training subjects only: call :meth:`CCLDataset.fit_imputation` with
-the training indices before reading items (the CCL runner does, per fold).
+"label": int, "index": int}``, ``index`` = position among the labelled subjects. Everything fitted to subjects is fitted on
+the training subjects only: call :meth:`CCLDataset.fit` with the training indices before reading
+items (the CCL runner does, per fold). It imputes missing genotype calls and, when asked, fits a
+per-feature standardisation:
+
+- ``fc_standardize="edge"``: each FC edge minus its training mean, divided by its training SD.
+  This removes the group-mean connectome, which in real data is strong and shared by every
+  subject, and leaves the subject deviations the classes differ in, in comparable units.
+- ``snp_standardize="snp"``: each SNP's dosage minus its training mean, over its training SD.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ class CCLDataset(Dataset):
         symmetry_tol: FC symmetry tolerance.
         cache: keep FC matrices in memory after the first read (``"ram"``) or not (``"none"``).
         fc_mat_key: variable name inside ``.mat`` FC files.
+        fc_standardize: ``"none"`` or ``"edge"`` (z-score every edge with training statistics).
+        snp_standardize: ``"none"`` or ``"snp"`` (z-score every SNP with training statistics).
 
     Attributes:
         labels, subject_ids, snp_ids, ground_truth, class_names, manifest_info.
@@ -45,14 +53,20 @@ class CCLDataset(Dataset):
         score_column: str = "score",
         quantiles: tuple[float, float] | list[float] = (0.2, 0.2),
         imputation: str = "mode",
-        n_rois: int = 264,
-        n_snps: int = 750,
+        n_rois: int | None = 264,
+        n_snps: int | None = 750,
         symmetry_tol: float = 1e-4,
         cache: str = "ram",
         fc_mat_key: str | None = None,
+        fc_standardize: str = "none",
+        snp_standardize: str = "none",
     ) -> None:
         if cache not in ("ram", "none"):
             raise ConfigError(f"cache must be 'ram' or 'none', got {cache!r}")
+        if fc_standardize not in ("none", "edge"):
+            raise ConfigError(f"fc_standardize must be 'none' or 'edge', got {fc_standardize!r}")
+        if snp_standardize not in ("none", "snp"):
+            raise ConfigError(f"snp_standardize must be 'none' or 'snp', got {snp_standardize!r}")
         if imputation not in ("mode", "mean", "zero", "error"):
             raise ConfigError(f"imputation must be 'mode', 'mean', 'zero' or 'error', got {imputation!r}")
         self.info = load_ccl_manifest(
@@ -65,7 +79,9 @@ class CCLDataset(Dataset):
         self.ground_truth = self.info.ground_truth
         self.class_names = list(CLASS_NAMES)
         self.imputation = imputation
-        self.n_rois, self.n_snps = n_rois, n_snps
+        # sizes as read (n_rois/n_snps None: inferred by load_ccl_manifest)
+        self.n_rois = int(getattr(self.info, "n_rois", 0) or n_rois or 0) or None
+        self.n_snps = int(getattr(self.info, "n_snps", 0) or n_snps or 0) or None
         self.symmetry_tol = symmetry_tol
         self.fc_mat_key = fc_mat_key
         self.cache = cache
@@ -74,6 +90,10 @@ class CCLDataset(Dataset):
         if not np.isnan(self.info.genotypes).any():
             self._snps = self.info.genotypes.copy()
         self.imputed_from: np.ndarray | None = None
+        self.fc_standardize, self.snp_standardize = fc_standardize, snp_standardize
+        self._fc_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self._snp_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self.standardized_from: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -89,15 +109,51 @@ class CCLDataset(Dataset):
         self.imputed_from = np.sort(train)
         return self
 
-    def genotype_matrix(self) -> np.ndarray:
-        """All subjects' imputed genotypes ``(n, n_snps)`` float32."""
+    def fit(self, train: np.ndarray | list[int]) -> "CCLDataset":
+        """Fit imputation and the standardisations on the subjects ``train`` (indices) only."""
+        train = np.asarray(train, dtype=int)
+        if len(train) < 2:
+            raise ConfigError(f"fit needs at least 2 training subjects, got {len(train)}")
+        if self.has_missing_genotypes:
+            self.fit_imputation(train)
+        self._fc_stats = self._snp_stats = None
+        if self.fc_standardize == "edge":
+            fc = np.stack([self._raw_fc(int(i)) for i in train]).astype(np.float64)
+            self._fc_stats = _mean_sd(fc)
+        if self.snp_standardize == "snp":
+            self._snp_stats = _mean_sd(self.genotype_matrix(raw=True)[train].astype(np.float64))
+        self.standardized_from = np.sort(train)
+        return self
+
+    def _check_fitted(self) -> None:
+        if (self.fc_standardize != "none" or self.snp_standardize != "none") and self.standardized_from is None:
+            raise ConfigError("the dataset standardises its inputs: call fit(train_indices) first "
+                              "(means and SDs come from training subjects only)")
+
+    def genotype_matrix(self, raw: bool = False) -> np.ndarray:
+        """All subjects' imputed genotypes ``(n, n_snps)`` float32; standardised unless ``raw``."""
         if self._snps is None:
-            raise ConfigError("genotypes have missing calls: call fit_imputation(train_indices) first "
+            raise ConfigError("genotypes have missing calls: call fit(train_indices) first "
                               "(imputation uses training subjects only)")
-        return self._snps
+        if raw or self.snp_standardize == "none":
+            return self._snps
+        self._check_fitted()
+        assert self._snp_stats is not None
+        mean, sd = self._snp_stats
+        return ((self._snps - mean) / sd).astype(np.float32)
 
     def fc_matrix(self, i: int) -> np.ndarray:
-        """FC matrix of subject ``i`` ``(n_rois, n_rois)`` float32 (validated)."""
+        """FC matrix of subject ``i`` ``(n_rois, n_rois)`` float32, standardised per edge when asked."""
+        mat = self._raw_fc(i)
+        if self.fc_standardize == "none":
+            return mat
+        self._check_fitted()
+        assert self._fc_stats is not None
+        mean, sd = self._fc_stats
+        return ((mat - mean) / sd).astype(np.float32)
+
+    def _raw_fc(self, i: int) -> np.ndarray:
+        """FC matrix of subject ``i`` as read (validated)."""
         if i in self._fc:
             return self._fc[i]
         mat = read_fc(self.info.fc_paths[i], self.subject_ids[i], self.n_rois, self.symmetry_tol, self.fc_mat_key)
@@ -120,3 +176,12 @@ class CCLDataset(Dataset):
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=int)
         fc = np.stack([self.fc_matrix(int(i)) for i in idx]) if len(idx) else np.zeros((0, self.n_rois, self.n_rois), np.float32)
         return fc, self.genotype_matrix()[idx], self.labels[idx]
+
+
+def _mean_sd(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and SD over the first axis as float32; an SD of 0 (e.g. the FC diagonal) becomes 1, so
+    a constant feature standardises to 0 instead of NaN."""
+    mean = x.mean(axis=0)
+    sd = x.std(axis=0)
+    sd[sd < 1e-8] = 1.0
+    return mean.astype(np.float32), sd.astype(np.float32)

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from fusion.data.power import N_ROIS, network_indices, power_networks
+from fusion.data.synthetic_snps import simulate_snps
 from fusion.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,23 @@ class CCLCohortSpec:
     network_loading: tuple[float, float] = (0.4, 0.9)
     global_loading: float = 0.3
     quantiles: tuple[float, float] = (0.2, 0.2)
+    # Validation-family options (fusion.data.ccl_variants); the defaults give the embedded cohort.
+    mean_model: str = "factor"              # factor: the network factor model | connectome: a strong group mean
+    mean_within: tuple[float, float] = (0.5, 0.8)   # connectome: within-network correlation range
+    subject_loading: float = 0.25           # connectome: weight of each subject's own network factors
+    edge_layout: str = "blocks"             # blocks: aligned ROI blocks | scattered: single edges
+    scattered_networks: tuple[str, str] = ("VIS", "DMN")
+    n_scattered_edges: int = 30
+    snp_layout: str = "runs"                # runs: LD runs of causal SNPs | single: isolated causal SNPs
+    n_causal_snps: int = 15
     seed: int = 0
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, allowed in (("mean_model", ("factor", "connectome")), ("edge_layout", ("blocks", "scattered")),
+                             ("snp_layout", ("runs", "single"))):
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"cohort option {key} must be one of {list(allowed)}, got {getattr(self, key)!r}")
 
 
 def _aligned_block(network: str, size: int, rng: np.random.Generator, taken: set[int]) -> np.ndarray:
@@ -84,8 +100,81 @@ def _aligned_block(network: str, size: int, rng: np.random.Generator, taken: set
     return np.arange(start, start + size)
 
 
+def _group_connectome(rng: np.random.Generator, spec: CCLCohortSpec) -> np.ndarray:
+    """A strong, structured group-mean correlation matrix ``(264, 264)`` (not a factor model).
+
+    Within-network correlation drawn per network from ``mean_within`` (0.5-0.8 by default; the
+    'Uncertain' ROIs get a third of it), a correlation per network pair in [-0.1, 0.25], plus a
+    distance decay (0.25 exp(-d / 40 mm) on the Power coordinates); projected to the nearest
+    correlation matrix with eigenvalues >= 0.02.
+    """
+    from fusion.data.power import power_coords
+
+    nets = np.asarray(power_networks())
+    names, idx = np.unique(nets, return_inverse=True)
+    k = len(names)
+    between = rng.uniform(-0.1, 0.25, size=(k, k))
+    between = (between + between.T) / 2
+    within = rng.uniform(*spec.mean_within, size=k)
+    within[names == "UNC"] /= 3
+    between[np.arange(k), np.arange(k)] = within
+    c = between[idx][:, idx]
+    d = np.linalg.norm(power_coords()[:, None, :] - power_coords()[None, :, :], axis=-1)
+    c = np.clip(c + 0.25 * np.exp(-d / 40.0), -0.95, 0.95)
+    np.fill_diagonal(c, 1.0)
+    w, v = np.linalg.eigh(c)
+    c = (v * np.maximum(w, 0.02)) @ v.T
+    sd = np.sqrt(np.diag(c))
+    return c / sd[:, None] / sd[None, :]
+
+
+def _correlate(x: np.ndarray) -> np.ndarray:
+    """Fisher-z correlation matrices of time series ``(m, R, T)``, diagonal 0."""
+    x = x - x.mean(axis=2, keepdims=True)
+    x /= np.linalg.norm(x, axis=2, keepdims=True)
+    r = np.einsum("mit,mjt->mij", x, x)
+    np.clip(r, -0.999999, 0.999999, out=r)
+    z = np.arctanh(r)
+    idx = np.arange(x.shape[1])
+    z[:, idx, idx] = 0.0
+    return z
+
+
+def _simulate_fc_connectome(rng: np.random.Generator, n: int, spec: CCLCohortSpec, chunk: int = 50) -> np.ndarray:
+    """Fisher-z FC ``(n, 264, 264)``: time series drawn around the group connectome; each subject
+    adds ``subject_loading`` x its own network factors, so subject deviations are small."""
+    nets = np.asarray(power_networks())
+    _, net_idx = np.unique(nets, return_inverse=True)
+    k = int(net_idx.max()) + 1
+    chol = np.linalg.cholesky(_group_connectome(rng, spec))
+    t = spec.n_timepoints
+    out = np.empty((n, N_ROIS, N_ROIS), dtype=np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        x = np.einsum("ij,mjt->mit", chol, rng.standard_normal((m, N_ROIS, t)))
+        own = rng.standard_normal((m, k, t))[:, net_idx, :] * rng.uniform(0, 1, size=(m, N_ROIS, 1))
+        out[start:start + m] = _correlate(x + spec.subject_loading * own)
+    return out
+
+
+def _scattered_pairs(rng: np.random.Generator, spec: CCLCohortSpec) -> list:
+    """``n_scattered_edges`` distinct ROI pairs between the two ``scattered_networks``, each with a
+    random sign, as one-pair blocks ``(a, b, sign, net_a, net_b)``."""
+    net_a, net_b = spec.scattered_networks
+    a_idx, b_idx = network_indices(net_a), network_indices(net_b)
+    if spec.n_scattered_edges > len(a_idx) * len(b_idx):
+        raise ConfigError(f"{net_a}-{net_b} has only {len(a_idx) * len(b_idx)} edges; "
+                          f"n_scattered_edges={spec.n_scattered_edges}")
+    flat = rng.choice(len(a_idx) * len(b_idx), size=spec.n_scattered_edges, replace=False)
+    signs = rng.choice([-1, 1], size=spec.n_scattered_edges)
+    return [(a_idx[[f // len(b_idx)]], b_idx[[f % len(b_idx)]], int(sg), net_a, net_b)
+            for f, sg in zip(flat, signs)]
+
+
 def _simulate_fc(rng: np.random.Generator, n: int, spec: CCLCohortSpec, chunk: int = 50) -> np.ndarray:
     """Fisher-z FC matrices ``(n, 264, 264)`` float32 from the network factor model, diagonal 0."""
+    if spec.mean_model == "connectome":
+        return _simulate_fc_connectome(rng, n, spec, chunk)
     nets = np.asarray(power_networks())
     names, net_idx = np.unique(nets, return_inverse=True)
     k = len(names)
@@ -103,64 +192,8 @@ def _simulate_fc(rng: np.random.Generator, n: int, spec: CCLCohortSpec, chunk: i
         loading = base_loading[None, :] * rng.uniform(0.8, 1.2, size=(m, N_ROIS))
         x = loading[:, :, None] * factors[:, net_idx, :] + spec.global_loading * glob
         x = x + rng.standard_normal((m, N_ROIS, t))
-        x -= x.mean(axis=2, keepdims=True)
-        x /= np.linalg.norm(x, axis=2, keepdims=True)
-        r = np.einsum("mit,mjt->mij", x, x)
-        np.clip(r, -0.999999, 0.999999, out=r)
-        z = np.arctanh(r)
-        idx = np.arange(N_ROIS)
-        z[:, idx, idx] = 0.0
-        out[start:start + m] = z
+        out[start:start + m] = _correlate(x)
     return out
-
-
-def _simulate_snps(rng: np.random.Generator, n: int, spec: CCLCohortSpec) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    """Genotypes ``(n, n_snps)`` int8 in {0,1,2}, the MAFs and the planted runs (index arrays)."""
-    from scipy.stats import norm
-
-    p = spec.n_snps
-    run_len = spec.snp_run_length
-    if spec.n_snp_runs * run_len > p // 2:
-        raise ConfigError("planted SNP runs cover more than half of the SNPs; reduce n_snp_runs or snp_run_length")
-    # Planted runs start on multiples of run_len, spread over the genome, not touching each other.
-    candidates = np.arange(run_len, p - 2 * run_len + 1, run_len)
-    runs: list[np.ndarray] = []
-    for start in rng.permutation(candidates):
-        if all(abs(int(start) - int(r[0])) >= 2 * run_len for r in runs):
-            runs.append(np.arange(start, start + run_len))
-        if len(runs) == spec.n_snp_runs:
-            break
-    if len(runs) < spec.n_snp_runs:
-        raise ConfigError(f"cannot place {spec.n_snp_runs} SNP runs of length {run_len} among {p} SNPs")
-    runs.sort(key=lambda r: int(r[0]))
-    # LD blocks: planted runs are blocks of their own; the rest is cut into blocks of 1-15 SNPs.
-    blocks: list[tuple[np.ndarray, float]] = []
-    planted = np.zeros(p, dtype=bool)
-    for r in runs:
-        planted[r] = True
-        blocks.append((r, 0.9))
-    pos = 0
-    while pos < p:
-        if planted[pos]:
-            pos += 1
-            continue
-        size = int(rng.integers(1, 16))
-        end = pos
-        while end < p and end - pos < size and not planted[end]:
-            end += 1
-        blocks.append((np.arange(pos, end), float(rng.uniform(0.3, 0.9))))
-        pos = end
-    maf = rng.uniform(*spec.maf_range, size=p)
-    thresholds = norm.ppf(maf)
-    geno = np.zeros((n, p), dtype=np.int8)
-    for idx, rho in blocks:
-        L = len(idx)
-        u = np.empty((n, 2, L))
-        u[..., 0] = rng.standard_normal((n, 2))
-        for j in range(1, L):
-            u[..., j] = rho * u[..., j - 1] + np.sqrt(1 - rho**2) * rng.standard_normal((n, 2))
-        geno[:, idx] = (u < thresholds[idx]).sum(axis=1).astype(np.int8)
-    return geno, maf, runs
 
 
 def _standardise(x: np.ndarray) -> np.ndarray:
@@ -178,29 +211,34 @@ def simulate_ccl_cohort(spec: CCLCohortSpec) -> dict:
     """
     if spec.n_subjects < 10:
         raise ConfigError(f"n_subjects must be >= 10, got {spec.n_subjects}")
-    if len(spec.snp_run_signs) < spec.n_snp_runs:
+    if spec.snp_layout == "runs" and len(spec.snp_run_signs) < spec.n_snp_runs:
         raise ConfigError("snp_run_signs needs one sign per planted SNP run")
     rng = np.random.default_rng(spec.seed)
     n = spec.n_subjects
     nets = power_networks()
 
-    # Planted FC blocks.
+    # Planted FC blocks (or, scattered, one "block" of a single ROI pair per edge).
     taken: set[int] = set()
     blocks = []
-    for net_a, net_b, sign in spec.edge_blocks:
-        a = _aligned_block(net_a, spec.roi_block, rng, taken)
-        taken.update(a.tolist())
-        b = _aligned_block(net_b, spec.roi_block, rng, taken)
-        taken.update(b.tolist())
-        blocks.append((a, b, int(sign), net_a, net_b))
+    if spec.edge_layout == "scattered":
+        blocks = _scattered_pairs(rng, spec)
+    else:
+        for net_a, net_b, sign in spec.edge_blocks:
+            a = _aligned_block(net_a, spec.roi_block, rng, taken)
+            taken.update(a.tolist())
+            b = _aligned_block(net_b, spec.roi_block, rng, taken)
+            taken.update(b.tolist())
+            blocks.append((a, b, int(sign), net_a, net_b))
 
     fc = _simulate_fc(rng, n, spec)
-    geno, maf, runs = _simulate_snps(rng, n, spec)
+    geno, maf, runs = simulate_snps(rng, n, spec)
+    snp_signs = tuple(spec.snp_run_signs) if spec.snp_layout == "runs" else \
+        tuple(int(v) for v in rng.choice([-1, 1], size=len(runs)))
 
     # Latent drivers of the score.
     brain = rng.standard_normal(n)
     dosage = (geno - 2 * maf[None, :]) / np.sqrt(2 * maf * (1 - maf))[None, :]
-    gen = sum(sign * dosage[:, r].mean(axis=1) for r, sign in zip(runs, spec.snp_run_signs))
+    gen = sum(sign * dosage[:, r].mean(axis=1) for r, sign in zip(runs, snp_signs))
     gen = _standardise(np.asarray(gen, dtype=float))
     noise = rng.standard_normal(n)
     latent = spec.strength * (brain + spec.snp_weight * gen) + noise
@@ -233,7 +271,7 @@ def simulate_ccl_cohort(spec: CCLCohortSpec) -> dict:
     chromosome = [str(1 + k // per_chr) for k in range(spec.n_snps)]
     bp_position = [100_000 * (1 + k % per_chr) for k in range(spec.n_snps)]
     snps = sorted(int(s) for r in runs for s in r)
-    snp_sign = {int(s): int(sign) for r, sign in zip(runs, spec.snp_run_signs) for s in r}
+    snp_sign = {int(s): int(sign) for r, sign in zip(runs, snp_signs) for s in r}
     order = np.lexsort((np.asarray(edges)[:, 1], np.asarray(edges)[:, 0]))
     ground_truth = {
         "edges": [edges[k] for k in order],
@@ -243,12 +281,15 @@ def simulate_ccl_cohort(spec: CCLCohortSpec) -> dict:
             {"rois_a": a.tolist(), "rois_b": b.tolist(), "networks": [na, nb], "sign": s,
              "stronger_in": "high" if s > 0 else "low"}
             for a, b, s, na, nb in blocks
-        ],
+        ] if spec.edge_layout == "blocks" else [],
+        "edge_layout": spec.edge_layout,
+        "snp_layout": spec.snp_layout,
+        "mean_model": spec.mean_model,
         "snps": snps,
         "snp_ids": [snp_ids[s] for s in snps],
         "snp_signs": [snp_sign[s] for s in snps],
         "snp_runs": [{"start": int(r[0]), "stop": int(r[-1]) + 1, "sign": int(s)}
-                     for r, s in zip(runs, spec.snp_run_signs)],
+                     for r, s in zip(runs, snp_signs)],
         "score": "WRAT-like: 100 + 15 * standardised(strength * (brain + snp_weight * genetic) + noise)",
         "snp_weight": spec.snp_weight,
         "labels": "bottom quantile = 'low' (label 0), top quantile = 'high' (label 1)",
@@ -309,7 +350,8 @@ def make_ccl_cohort(
     unknown = set(knobs) - set(CCLCohortSpec.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"unknown cohort option(s): {sorted(unknown)}")
-    for key in ("edge_blocks", "snp_run_signs", "maf_range", "network_loading", "quantiles"):
+    for key in ("edge_blocks", "snp_run_signs", "maf_range", "network_loading", "quantiles",
+                "mean_within", "scattered_networks"):
         if key in knobs and knobs[key] is not None:
             value = knobs[key]
             knobs[key] = tuple(tuple(v) if isinstance(v, (list, tuple)) else v for v in value)

@@ -120,7 +120,11 @@ def classical_baselines(X_train: np.ndarray, y_train: np.ndarray, X_test: np.nda
         X_train, X_test = _scaled(X_train, X_test)
     preds: dict[str, np.ndarray] = {}
     log.info("baseline SVM on %s features", X_train.shape[1])
-    preds["SVM"] = _linear_svm(s).fit(X_train, y_train).predict(X_test)
+    # the linear C-SVC through the Gram matrix: results.json's SVM verdict row is the same fit
+    from fusion.evaluate.ccl_results import gram_svm
+
+    X64, T64 = np.asarray(X_train, np.float64), np.asarray(X_test, np.float64)
+    preds["SVM"] = gram_svm(X64 @ X64.T, y_train, T64 @ X64.T, s.svm_C)[0]
     log.info("baseline RF")
     preds["RF"] = RandomForestClassifier(n_estimators=s.rf_trees, random_state=s.seed, n_jobs=s.n_jobs) \
         .fit(X_train, y_train).predict(X_test)

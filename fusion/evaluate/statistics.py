@@ -29,6 +29,7 @@ __all__ = [
     "bootstrap_ci",
     "permutation_pvalue",
     "classification_summary",
+    "split_summary",
     "interpretability",
 ]
 
@@ -84,10 +85,9 @@ def bootstrap_ci(
     if not 0 < level < 1:
         raise InputError(f"level must lie in (0, 1), got {level}")
     rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)]
     values = np.empty(n_boot)
     for b in range(n_boot):
-        idx = np.concatenate([rng.choice(g, size=len(g), replace=True) for g in groups])
+        idx = _stratified_resample(rng, y)
         values[b] = metric(y[idx], s[idx])
     tail = (1 - level) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
@@ -147,6 +147,79 @@ def classification_summary(
         auc, p = permutation_pvalue(y, score, _auc, n_perm, seed)
         out.update(auc=auc, auc_ci=list(bootstrap_ci(y, score, _auc, n_boot, seed=seed)), auc_p=p)
     return out
+
+
+def _stratified_resample(rng: np.random.Generator, y: np.ndarray) -> np.ndarray:
+    return _stratified_indices(rng, y, 1)[0]
+
+
+def split_summary(
+    splits: Sequence[tuple[Any, Any, Any]],
+    n_boot: int = 2000,
+    n_perm: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Mean over splits of accuracy and AUC, with a bootstrap CI and a permutation p-value each.
+
+    For repeated splits (or K folds) the reported value is the mean of the per-split metrics. The
+    bootstrap resamples every split's test subjects (stratified by class) independently and takes
+    the mean again; the permutation shuffles the labels within every split. With one split these
+    are :func:`bootstrap_ci` and :func:`permutation_pvalue` of that split. The CI reflects the
+    sampling of test subjects only, not the variation of the training sets.
+
+    Args:
+        splits: ``(y_true, y_pred, y_score)`` per split (``y_score`` may be None: no AUC).
+
+    Returns:
+        ``{"accuracy", "accuracy_ci", "accuracy_p", "auc", "auc_ci", "auc_p", "n_splits",
+        "n_test", "n_boot", "n_perm"}`` (AUC keys only when every split has scores).
+    """
+    if not splits:
+        raise InputError("split_summary needs at least one split")
+    data = [(*_check(y, pred), None if score is None else _check(y, score)[1]) for y, pred, score in splits]
+    out: dict[str, Any] = {"n_splits": len(data), "n_test": int(sum(len(d[0]) for d in data)),
+                           "n_boot": int(n_boot), "n_perm": int(n_perm)}
+    kinds = ["accuracy"] + (["auc"] if all(d[2] is not None for d in data) else [])
+    for name in kinds:
+        col = 1 if name == "accuracy" else 2
+        observed = float(np.mean([_fast_metric(name, d[0][None], d[col][None])[0] for d in data]))
+        rng = np.random.default_rng(seed)
+        boots = np.zeros(n_boot)
+        for d in data:
+            idx = _stratified_indices(rng, d[0], n_boot)
+            boots += _fast_metric(name, d[0][idx], d[col][idx])
+        boots /= len(data)
+        rng = np.random.default_rng(seed)
+        null = np.zeros(n_perm)
+        for d in data:
+            perm = np.argsort(rng.random((n_perm, len(d[0]))), axis=1)
+            null += _fast_metric(name, d[0][perm], np.broadcast_to(d[col], perm.shape))
+        null /= len(data)
+        low, high = np.percentile(boots, [2.5, 97.5])
+        out[name] = observed
+        out[f"{name}_ci"] = [float(low), float(high)]
+        out[f"{name}_p"] = float((1 + np.sum(null >= observed - 1e-12)) / (1 + n_perm))
+    return out
+
+
+def _stratified_indices(rng: np.random.Generator, y: np.ndarray, n: int) -> np.ndarray:
+    """``(n, len(y))`` bootstrap indices, resampled with replacement within each class."""
+    groups = [np.flatnonzero(y == c) for c in np.unique(y)]
+    return np.concatenate([g[rng.integers(0, len(g), size=(n, len(g)))] for g in groups], axis=1)
+
+
+def _fast_metric(name: str, y: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Accuracy (``v`` = predicted labels) or AUC (``v`` = scores) of every row of ``(k, n)``
+    arrays; the AUC by the Mann-Whitney rank formula with average ranks for ties."""
+    if name == "accuracy":
+        return np.mean(y == v, axis=1)
+    from scipy.stats import rankdata
+
+    ranks = rankdata(v, axis=1, method="average")
+    n_pos = (y == 1).sum(axis=1)
+    n_neg = y.shape[1] - n_pos
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((ranks * (y == 1)).sum(axis=1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
 
 
 def interpretability(

@@ -410,6 +410,13 @@ def analyse_subject_maps(
                 planted = truth.get("snps") if truth is not None and view == "snp" else None
                 files.append(figs.plot_snp_maps(out_dir / f"mean_maps_{view}.png", means, names, planted,
                                                 snp_positions=snp_positions if view == "snp" else None))
+    # 0-based features selected for any class: what the repetitions' majority vote counts.
+    summary["selected"] = {}
+    if edge_tables is not None:
+        summary["selected"]["edges"] = sorted({(int(i), int(j)) for t in edge_tables.values()
+                                               for i, j in zip(t["roi_i"], t["roi_j"])})
+    if snp_tables is not None:
+        summary["selected"]["snps"] = sorted({int(k) for t in snp_tables.values() for k in t["index"]})
     if truth is not None:
         summary["recovery"] = recovery_scores(edge_tables, snp_tables, truth, recovery_classes)
     return summary

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from fusion import io
 
 _FIGURE_TITLES = (
@@ -36,6 +38,42 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def verdict_lines(verdict: dict) -> list[str]:
+    """The report's opening lines: whether the maps may be read as findings, and why not."""
+    if verdict.get("interpretable"):
+        best = verdict.get("best_baseline")
+        extra = f" and is not below the best linear baseline ({best})" if best else ""
+        return [f"**Verdict:** gCAM-CCL beats chance (permutation p <= 0.05){extra}; its maps may be "
+                "read as findings, within the limits stated below.", ""]
+    return ["> **WARNING: gCAM-CCL's maps are NOT INTERPRETABLE on this run.**", ">",
+            *[f"> - {reason}" for reason in verdict.get("reasons", [])], ">",
+            "> Its significant edges and SNPs are not findings; prefer the linear baseline's "
+            "result, or more subjects.", ""]
+
+
+def statistics_lines(results: dict) -> list[str]:
+    """Mean accuracy/AUC over splits with 95% CIs and p-values, beside the linear baselines."""
+    if "accuracy_ci" not in results:
+        return []
+    rows = [{"method": "gCAM-CCL", **{k: results.get(k) for k in ("accuracy", "accuracy_std", "auc")},
+             "accuracy 95% CI": _ci(results.get("accuracy_ci")), "accuracy p": results.get("accuracy_p"),
+             "AUC 95% CI": _ci(results.get("auc_ci"))}]
+    for name, b in (results.get("baselines") or {}).items():
+        rows.append({"method": name, "accuracy": b.get("accuracy"),
+                     "accuracy_std": float(np.std(b.get("accuracy_folds", [0.0]))), "auc": b.get("auc"),
+                     "accuracy 95% CI": _ci(b.get("accuracy_ci")), "accuracy p": b.get("accuracy_p"),
+                     "AUC 95% CI": _ci(b.get("auc_ci"))})
+    cols = ["method", "accuracy", "accuracy_std", "accuracy 95% CI", "accuracy p", "auc", "AUC 95% CI"]
+    return ["## Accuracy with its uncertainty, beside the linear baselines (same splits)", "",
+            f"Mean over {results.get('n_folds', 1)} split(s); CI: stratified bootstrap of the test subjects; "
+            "p: label permutation (gCAM-CCL and Logist: of the fixed test predictions; SVM: refitted on "
+            "permuted training labels).", "", markdown_table(rows, cols), ""]
+
+
+def _ci(ci: object) -> str:
+    return f"{ci[0]:.3f}-{ci[1]:.3f}" if isinstance(ci, (list, tuple)) and len(ci) == 2 else ""
+
+
 def write_ccl_report(logdir: str | os.PathLike) -> Path:
     """Assemble ``logdir/report.md`` from the run's result files; returns its path."""
     import pandas as pd
@@ -43,8 +81,12 @@ def write_ccl_report(logdir: str | os.PathLike) -> Path:
     logdir = Path(logdir)
     parts = [f"# gCAM-CCL run `{logdir}`", ""]
     results = io.read_json(logdir / "results.json") if (logdir / "results.json").is_file() else None
+    verdict = (results or {}).get("verdict") or {}
+    if verdict:
+        parts += verdict_lines(verdict)
     if results:
         names = results.get("class_names", ["low", "high"])
+        parts += statistics_lines(results)
         parts += [
             "## Test-set classification",
             "",
@@ -69,6 +111,10 @@ def write_ccl_report(logdir: str | os.PathLike) -> Path:
                 if sig:
                     settings = " Significance settings per view: " + "; ".join(
                         f"{view}: `{spec}`" for view, spec in sig.items()) + "."
+            if verdict.get("interpretable") is False:
+                parts += ["**Not interpretable:** the edges and SNPs below come from a model that "
+                          "does not beat chance or the linear baseline (see the top of this report); "
+                          "they are listed for diagnosis, not as findings.", ""]
             parts += ["## Recovery of the planted effects", "",
                       "Significant features against the cohort's `ground_truth.json`, union over classes. "
                       "Frequency rule (the paper's): kept above a fraction of each subject's map maximum "
