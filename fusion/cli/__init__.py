@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("fusion.cli.generate", "decode subjects sampled from the prior of a trained VAE"),
     "interpolate": ("fusion.cli.generate", "decode an interpolation between two latents of a trained VAE"),
     "ccl-table3": ("fusion.cli.ccl_table3", "gCAM-CCL and baselines on the same test subjects -> Table III"),
+    "ccl-validate": ("fusion.cli.ccl_validate", "gCAM-CCL and its baselines on the validation family of cohorts -> table"),
 }
 
 
