@@ -257,3 +257,13 @@ def test_ccl_validate_quick_runs_resumes_and_flags_the_null(tmp_path):
     assert main(args) == 0  # resumes: nothing is trained again
     assert (out / "runs" / "null_s0" / "results.json").stat().st_mtime == stamp
     assert main(["ccl-validate", "--quick", "--out", str(out), "--variants", "easy"]) == 2
+
+
+def test_cohort_options_are_validated_listing_the_valid_ones(tmp_path):
+    from fusion.cli import main
+    from fusion.data.synthetic_ccl import make_ccl_cohort
+
+    with pytest.raises(ConfigError, match=r"unknown cohort option\(s\): \['edge_shfit'\]; valid options: .*edge_shift"):
+        make_ccl_cohort(tmp_path / "c", edge_shfit=0.2)
+    assert main(["cohort-ccl", "--out", str(tmp_path / "c"), "--variant", "easy"]) == 2
+    assert not (tmp_path / "c" / "manifest.csv").exists()

@@ -349,7 +349,8 @@ def make_ccl_cohort(
         raise ConfigError(f"size must be one of {sorted(SIZES)}, got {size!r}")
     unknown = set(knobs) - set(CCLCohortSpec.__dataclass_fields__)
     if unknown:
-        raise ConfigError(f"unknown cohort option(s): {sorted(unknown)}")
+        valid = sorted(k for k in CCLCohortSpec.__dataclass_fields__ if k not in ("seed", "extra", "n_subjects"))
+        raise ConfigError(f"unknown cohort option(s): {sorted(unknown)}; valid options: {', '.join(valid)}")
     for key in ("edge_blocks", "snp_run_signs", "maf_range", "network_loading", "quantiles",
                 "mean_within", "scattered_networks"):
         if key in knobs and knobs[key] is not None:
