@@ -53,8 +53,8 @@ class Sizes:
     pca_dtype: str = "float16"
     ddp_epochs: int = 3
     ddp_pairs: int = 1
-    overhead_repeats: int = 3
-    overhead_epochs: int = 6
+    overhead_repeats: int = 2
+    overhead_epochs: int = 9
 
     @classmethod
     def quick(cls) -> "Sizes":

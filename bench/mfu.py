@@ -77,7 +77,7 @@ def mfu(reduced_model: dict[str, Any], reduced_grid: Sequence[int], paper_volume
     reduced = step_flops_per_s(in_shape=tuple(reduced_grid), channels=reduced_model["channels"],
                                head_channels=reduced_model["head_channels"], latent_dim=reduced_model["latent_dim"],
                                n_volumes=reduced_volumes, steps=3)
-    after = measured_matmul_peak(range(1, usable_cores() + 1))
+    after = measured_matmul_peak(range(1, min(threads, usable_cores()) + 1))  # the counts that can set the peak
     runs = before["matmul_runs"] + after
     peak = choose_peak(before["theoretical"]["flop_per_s"], runs, threads)
     top, red = cap_ratio(paper["flop_per_s"], peak), cap_ratio(reduced["flop_per_s"], peak)

@@ -75,7 +75,8 @@ class LockstepBareLoop:
     training step, in wall and CPU seconds, per pass.
 
     Attributes:
-        passes: one ``{"seconds", "cpu_seconds", "batches", "batch_cpu_seconds"}`` per pass over the loader.
+        passes: one ``{"seconds", "cpu_seconds", "batches", "batch_seconds", "batch_cpu_seconds"}`` per
+            pass over the loader.
     """
 
     def __init__(self, cfg, prepared: Path, seed: int = 42):
@@ -93,12 +94,14 @@ class LockstepBareLoop:
         wall, cpu = time.perf_counter(), time.process_time()
         if self._left == 0:
             self._iterator, self._left = iter(loader), len(loader)
-            self.passes.append({"seconds": 0.0, "cpu_seconds": 0.0, "batches": 0, "batch_cpu_seconds": []})
+            self.passes.append({"seconds": 0.0, "cpu_seconds": 0.0, "batches": 0, "batch_seconds": [], "batch_cpu_seconds": []})
         batch = next(self._iterator)
         train_step(model, optimizer, batch["volumes"], bool(self.cfg.stage.channels_last), float(self.cfg.loss.beta))
         self._left -= 1
         current = self.passes[-1]
-        current["seconds"] += time.perf_counter() - wall
+        wall = time.perf_counter() - wall
+        current["seconds"] += wall
+        current["batch_seconds"].append(wall)
         cpu = time.process_time() - cpu
         current["cpu_seconds"] += cpu
         current["batch_cpu_seconds"].append(cpu)
@@ -136,54 +139,63 @@ def median_ci(values: list[float], n_boot: int = 2000, seed: int = 0) -> tuple[f
 
 
 def runner_overhead(workdir: Path, prepared: Path, sizes: Sizes, log=print) -> dict[str, Any]:
-    """Seconds per training batch through VAERunner / in a bare PyTorch loop, run in lockstep.
+    """CPU seconds per training batch through VAERunner / in a bare PyTorch loop, run in lockstep.
 
-    The two sides alternate batch by batch in one process (:class:`LockstepBareLoop` steps between
-    the runner's batches, outside its clocks), so load on a shared machine falls on both alike.
-    Each of ``sizes.overhead_repeats`` runs trains ``sizes.overhead_epochs`` epochs; the first
-    epoch of each is warm-up. Every later epoch gives one paired ratio (runner / bare) of CPU
-    seconds (this process's CPU time: the measure of work, blind to time spent descheduled) and
-    of wall seconds. The figure is the CPU ratio over all timed epochs (sum / sum); the target
-    must hold for it and for the median of the per-epoch ratios, whose spread (quartiles, range,
-    95% bootstrap interval of the median) is reported beside it.
+    The two sides alternate batch by batch in one process (:class:`LockstepBareLoop` steps after
+    each of the runner's batches, outside its clocks), so load on a shared machine falls on both
+    alike. Times are this process's CPU time (the measure of work; wall time, which also counts
+    time spent descheduled by other processes, is reported beside it). Each of
+    ``sizes.overhead_repeats`` runs trains ``sizes.overhead_epochs`` epochs; the first epoch of
+    each is warm-up.
+
+    Figures: the pooled ratio (all timed batches, sum / sum: every cost counts, the first batch
+    of an epoch included) and the median over the repetitions, one per batch pair (runner batch
+    i / the bare batch right after it), with its spread (quartiles, range) and a 95% bootstrap
+    interval; per-epoch ratios are reported too. The target must hold for both figures.
     """
     epochs = sizes.overhead_epochs
-    cpu_ratios, wall_ratios = [], []
+    pair_ratios, epoch_ratios, wall_pair_ratios, wall_epoch_ratios = [], [], [], []
     runner_cpu = bare_cpu = runner_wall = bare_wall = 0.0
     batches = 0
     for rep in range(sizes.overhead_repeats):
-        cfg = compose_config(workdir / f"overhead_{rep}", prepared, epochs, sizes.batch_size)
+        # 4 folds: ~60% of the subjects train (2 folds: ~40%), so more batches per epoch
+        cfg = compose_config(workdir / f"overhead_{rep}", prepared, epochs, sizes.batch_size, extra=["folds.n_splits=4"])
         bare = LockstepBareLoop(cfg, prepared, seed=42 + rep)
         timings, train = runner_run(cfg, after_train_batch=bare)
         if len(bare.passes) != len(timings) or any(p["batches"] != t["batches"] for p, t in zip(bare.passes, timings)):
             raise RuntimeError(f"lockstep lost: runner batches {[t['batches'] for t in timings]}, "
                                f"bare {[p['batches'] for p in bare.passes]}")
         for t, b in list(zip(timings, bare.passes))[1:]:
-            cpu_ratios.append(t["cpu_seconds"] / b["cpu_seconds"])
-            wall_ratios.append(t["seconds"] / b["seconds"])
+            pair_ratios += [r / q for r, q in zip(t["batch_cpu_seconds"], b["batch_cpu_seconds"])]
+            wall_pair_ratios += [r / q for r, q in zip(t["batch_seconds"], b["batch_seconds"])]
+            epoch_ratios.append(t["cpu_seconds"] / b["cpu_seconds"])
+            wall_epoch_ratios.append(t["seconds"] / b["seconds"])
             runner_cpu += t["cpu_seconds"]
             bare_cpu += b["cpu_seconds"]
             runner_wall += t["seconds"]
             bare_wall += b["seconds"]
             batches += t["batches"]
         log(f"  runner_overhead run {rep + 1}/{sizes.overhead_repeats}: CPU ratio per epoch "
-            f"{' '.join(f'{r:.3f}' for r in cpu_ratios[-(epochs - 1):])}; "
-            f"wall {' '.join(f'{r:.3f}' for r in wall_ratios[-(epochs - 1):])}")
+            f"{' '.join(f'{r:.3f}' for r in epoch_ratios[-(epochs - 1):])}")
     target = "<= 1.02"
-    cpu_spread, wall_spread = spread(cpu_ratios), spread(wall_ratios)
-    ci = median_ci(cpu_ratios)
+    pairs = spread(pair_ratios)
+    ci = median_ci(pair_ratios)
+    pooled = runner_cpu / bare_cpu
+    log(f"  runner_overhead: pooled {pooled:.4f}, median of {pairs['n']} batch pairs {pairs['median']:.4f} "
+        f"(IQR {pairs['q1']:.3f}-{pairs['q3']:.3f}, 95% CI {ci[0]:.4f}-{ci[1]:.4f}); wall pooled {runner_wall / bare_wall:.4f}")
     return record(runner_cpu / batches, bare_cpu / batches, numerator_label="VAERunner CPU s/batch",
                   denominator_label="bare loop CPU s/batch", target=target,
-                  met=check_target(runner_cpu / bare_cpu, target) and check_target(cpu_spread["median"], target),
-                  note="lockstep (runner and bare loop alternate batch by batch in one process); CPU time of "
-                       "the process; target on this ratio and on the median of per-epoch ratios",
-                  median_ratio=cpu_spread["median"], ratio_spread=cpu_spread, median_ratio_ci95=list(ci),
+                  met=check_target(pooled, target) and check_target(pairs["median"], target),
+                  note="lockstep (runner and bare loop alternate batch by batch in one process), process CPU "
+                       "time; target on this pooled ratio and on the median of per-batch-pair ratios",
+                  median_ratio=pairs["median"], ratio_spread=pairs, median_ratio_ci95=list(ci),
                   ci_width_below_margin=bool(ci[1] - ci[0] < 1.02 - 1.0), ci_below_target=bool(ci[1] <= 1.02),
-                  ratio_per_epoch=cpu_ratios, wall_ratio=runner_wall / bare_wall, wall_ratio_spread=wall_spread,
-                  wall_ratio_per_epoch=wall_ratios, runner_wall_s_per_batch=runner_wall / batches,
-                  bare_wall_s_per_batch=bare_wall / batches, timed_batches_per_side=batches,
-                  batches_per_epoch=int(np.ceil(len(train) / sizes.batch_size)), batch_subjects=sizes.batch_size,
-                  runs=sizes.overhead_repeats, epochs_per_run=epochs)
+                  ratio_per_pair=pair_ratios, ratio_per_epoch=epoch_ratios, epoch_ratio_spread=spread(epoch_ratios),
+                  wall_ratio=runner_wall / bare_wall, wall_median_ratio=spread(wall_pair_ratios)["median"],
+                  wall_ratio_spread=spread(wall_pair_ratios), wall_ratio_per_epoch=wall_epoch_ratios,
+                  runner_wall_s_per_batch=runner_wall / batches, bare_wall_s_per_batch=bare_wall / batches,
+                  timed_batches_per_side=batches, batches_per_epoch=int(np.ceil(len(train) / sizes.batch_size)),
+                  batch_subjects=sizes.batch_size, runs=sizes.overhead_repeats, epochs_per_run=epochs)
 
 
 def training_consumption(cfg, prepared: Path, sizes: Sizes, n_steps: int) -> float:
