@@ -54,7 +54,7 @@ class Sizes:
     ddp_epochs: int = 3
     ddp_pairs: int = 1
     overhead_repeats: int = 2
-    overhead_epochs: int = 9
+    overhead_epochs: int = 11
 
     @classmethod
     def quick(cls) -> "Sizes":

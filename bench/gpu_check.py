@@ -163,7 +163,7 @@ def run_gpu_tests(plan: Plan, timeout_s: float = 180) -> dict[str, Any]:
 
 def _jittered(base: np.ndarray, rng: np.random.Generator, noise: np.ndarray) -> np.ndarray:
     """A new subject from a base subject ``(54, X, Y, Z)``: shifted by up to 2 voxels, each volume
-    rescaled by 0.9-1.1, plus 2% of a smooth-free noise field, then max-abs scaled per volume."""
+    rescaled by 0.9-1.1, plus 2% of a white-noise field, then max-abs scaled per volume."""
     shift = tuple(int(s) for s in rng.integers(-2, 3, size=3))
     out = np.roll(base, shift, axis=(1, 2, 3))
     out *= rng.uniform(0.9, 1.1, size=(len(base), 1, 1, 1)).astype(np.float32)

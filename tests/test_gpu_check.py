@@ -83,6 +83,20 @@ def test_gpu_test_files_are_those_with_the_mark():
         assert "\n@pytest.mark.gpu" in path.read_text()
 
 
+def test_full_plan_is_the_paper_config_in_bf16(tmp_path):
+    """What a GPU machine would train: vae_paper's model and batch, bf16 autocast on cuda:0, one epoch of fold 0."""
+    plan = Plan.full()
+    assert (plan.subjects, plan.size, plan.device, plan.model, plan.n_splits) == (500, "paper", "cuda", None, None)
+    cfg = gpu_check.compose_paper(plan, tmp_path / "prepared", tmp_path / "run")
+    assert list(cfg.model.channels) == [64, 128, 256, 512] and list(cfg.model.head_channels) == [32, 16]
+    assert cfg.model.latent_dim == 128 and cfg.stage.batch_size == 2 and cfg.folds.n_splits == 10
+    assert cfg.engine._target_ == "runners.engines.AutocastEngine" and cfg.engine.dtype == "bfloat16"
+    assert cfg.engine.device == "cuda:0"
+    assert cfg.folds.only == 0 and cfg.stage.num_epochs == 1 and cfg.svm.backend == "auto"
+    assert cfg.runner._target_ == "bench.timed_runner.TimedVAERunner"
+    assert cfg.callbacks.analysis is None and cfg.callbacks.latents is not None and cfg.callbacks.svm is not None
+
+
 @pytest.mark.slow
 def test_dry_run_end_to_end(tmp_path):
     """The forced CPU path runs every step of the script at tiny sizes and reports them."""
