@@ -15,10 +15,10 @@ from runners.vae import VAERunner
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
-#: Callbacks of ``conf/vae.yaml`` that run after training (latents, SVM, aggregation) or only draw a
-#: progress bar: switched off so a benchmark run is training and validation only.
-_OFF = ("callbacks.progress", "callbacks.latents", "callbacks.svm", "callbacks.results",
-        "loggers.console", "loggers.csv")
+#: Callbacks of ``conf/vae.yaml`` that run after training (latents, SVM, aggregation, analysis) or draw a
+#: progress bar, and the loggers: switched off so a benchmark run is training and validation only.
+_OFF = ("callbacks.progress", "callbacks.latents", "callbacks.svm", "callbacks.results", "callbacks.analysis",
+        "loggers.console", "loggers.csv", "loggers.tensorboard")
 
 
 def timing_file(logdir: str | Path, rank: int) -> Path:
