@@ -136,7 +136,7 @@ def plot_latent_tsne(
     if modality.max() >= len(domains):
         raise InputError(f"modality index {int(modality.max())} has no domain ({len(domains)} domains given)")
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 7))
+    fig, ax = plt.subplots(figsize=(9.2, 7), layout="constrained")
     point_domain = np.asarray(domains)[modality]
     order = list(dict.fromkeys(domains))
     fallback = plt.get_cmap("tab10")
@@ -154,9 +154,10 @@ def plot_latent_tsne(
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=10)
-    ax.text(0.01, 0.01, "labels: ICN number (1 = ICN01), GM = sMRI gray matter", transform=ax.transAxes,
-            fontsize=7, color="0.35")
-    ax.legend(title="domain (modalities)", fontsize=8, markerscale=max(1.0, float(np.sqrt(30.0 / size))), loc="best")
+    ax.set_xlabel("labels: ICN number (1 = ICN01), GM = sMRI gray matter", fontsize=8, color="0.3")
+    # Outside the axes: inside, "best" avoids the points but not the modality labels.
+    ax.legend(title="domain (modalities)", fontsize=8, markerscale=max(1.0, float(np.sqrt(30.0 / size))),
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return save_figure(path, fig)
 
 
@@ -191,8 +192,9 @@ def _stat_image(volume: np.ndarray, affine: np.ndarray):
     return nib.Nifti1Image(volume, affine)
 
 
-#: What the decoded and input group maps hold: differences of max-abs scaled volumes.
-GROUP_MAP_UNIT = "patient - control (max-abs scaled intensity, unitless)"
+#: Colour-bar label of the decoded and input group maps: differences of max-abs scaled volumes
+#: (short enough for a one-row colour bar).
+GROUP_MAP_UNIT = "patient - control (scaled, unitless)"
 
 
 def _draw_map(volume, affine, title, display_mode, cut_coords, figure=None, axes=None, vmax=None,
