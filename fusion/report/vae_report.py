@@ -651,7 +651,7 @@ def write_vae_report(logdir: PathLike, name: str = "report.md") -> Path:
     lines += ["## Latent structure", ""]
     tsne = analysis.get("tsne")
     if tsne:
-        lines += [f"t-SNE of the fold-{analysis.get('fold', 0)} posterior means, one point per subject and "
+        lines += [f"t-SNE of the fold_{int(analysis.get('fold', 0)):02d} posterior means, one point per subject and "
                   f"modality ({tsne['n_points']} points, perplexity {tsne['perplexity']:g}, {tsne['backend']}); "
                   "colour = NeuroMark domain, labels = ICN number (1 = ICN01) or GM (sMRI) at the modality's median position.", ""]
     _image(lines, logdir, "latent_tsne.png", "latent t-SNE", "the analysis has not been run")
@@ -662,7 +662,7 @@ def write_vae_report(logdir: PathLike, name: str = "report.md") -> Path:
     if group:
         mods = ", ".join(group["modality_names"]) or "none"
         lines += [
-            f"Decoded latent group centres of fold {group['fold']} ({group['n_patients']} patients, "
+            f"Decoded latent group centres of fold_{int(group['fold']):02d} ({group['n_patients']} patients, "
             f"{group['n_controls']} controls), patient minus control, thresholded at the "
             f"{group['threshold_percentile']:g}th percentile of |difference| per modality and summed over the "
             f"top {group['top_k']} modalities by importance ({group['importance_source']}): {mods}.", "",
