@@ -373,4 +373,5 @@ def plot_hub_degrees(
     if not labels:
         axes[0][0].text(0.5, 0.5, "no significant edges", ha="center", va="center",
                         transform=axes[0][0].transAxes)
+        axes[0][0].set_xticks([])  # no bars: an axis around 0 would suggest values
     return save(fig, path)
