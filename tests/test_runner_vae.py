@@ -79,7 +79,7 @@ def test_vae_config_composes_and_builds_the_runner(tmp_path):
     stage_callbacks = runner.get_callbacks("fold_03")
     assert {"optimizer", "checkpoint", "early_stopping", "latents", "svm"} <= set(stage_callbacks)
     assert stage_callbacks["early_stopping"].patience == cfg.stage.patience
-    assert set(runner.get_loggers()) == {"console", "csv"}
+    assert set(runner.get_loggers()) == {"console", "csv", "tensorboard"}  # TensorBoard on by default
 
 
 def test_paper_config_has_the_paper_values():
