@@ -133,7 +133,21 @@ class ResultsAggregationCallback(Callback):
         summary["complete"] = self.n_splits is not None and summary["n_folds"] == self.n_splits
         summary["seed"] = self.seed if self.seed is not None else getattr(runner, "seed", None)
         if self.statistics is not None:
-            stats = self._statistics(runner, logdir)
+            from fusion.errors import InputError
+
+            try:
+                stats = self._statistics(runner, logdir)
+            except Exception as exc:  # e.g. a sweep finished elsewhere, its prepared folder gone
+                err = exc
+                while err is not None and not isinstance(err, InputError):  # Hydra wraps the data error
+                    err = err.__cause__ or err.__context__
+                if err is None:
+                    raise
+                stats = None
+                LOGGER.warning("statistics of %s skipped: %s", logdir, err)
+                summary = {"interpretable": None, "flags": [f"statistics not computed: {err}"], **summary,
+                           "statistics": {"skipped": str(err)}}
+        if self.statistics is not None and stats is not None:
             # the verdict first, so that a reader of results.json sees it before any number
             summary = {"interpretable": stats["verdict"]["interpretable"], "flags": stats["verdict"]["reasons"],
                        **summary, "statistics": stats}

@@ -159,3 +159,5 @@ def test_fold_results_callback_completes_a_partial_summary(tmp_path):
     assert results["auc"] == [0.6, 0.9] and results["complete"] is True and results["n_splits"] == 2
     assert results["auc_mean"] == pytest.approx(0.75) and results["seed"] == 42
     assert not (tmp_path / "alone" / "results.json").exists()  # a one-job folder is left alone
+    # the job config's prepared folder does not exist here: no verdict, and results.json says why
+    assert results["interpretable"] is None and "does not exist" in results["statistics"]["skipped"]
