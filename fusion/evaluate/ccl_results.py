@@ -14,7 +14,6 @@ labels) and ``Logist`` (L2 logistic regression; p from permuting its fixed test 
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ import numpy as np
 from fusion import io
 from fusion.evaluate.statistics import interpretability, split_summary
 
-log = logging.getLogger(__name__)
 
 __all__ = ["METRIC_KEYS", "linear_baselines", "gram_svm", "write_run_results"]
 
