@@ -17,6 +17,7 @@ from catalyst.core import Callback, CallbackNode, CallbackOrder, CallbackScope
 from torch.utils.data import DataLoader, Subset
 
 from fusion import io
+from fusion.devices import default_device
 from fusion.errors import ConfigError, InputError
 from fusion.interpret.ccl_maps import (
     analyse_subject_maps,
@@ -214,7 +215,7 @@ class ActivationMapCallback(Callback):
         model = runner.build_model()
         model.load_state_dict(self._load_weights(stage_dir / self.checkpoint))
         loader = DataLoader(Subset(dataset, subjects.tolist()), batch_size=self.batch_size, shuffle=False)
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = self.device or default_device()
         LOGGER.info("activation maps of %s: %d subjects", stage, len(loader.dataset))
         maps = compute_subject_maps(
             model, loader, self.views, self.view_order, self.n_classes, variant=self.variant,

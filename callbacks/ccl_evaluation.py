@@ -9,27 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from catalyst.core import Callback, CallbackOrder, CallbackScope
 
+from fusion.devices import unwrap_model
+from fusion.evaluate.ccl_predict import predict
 from fusion.evaluate.ccl_results import METRIC_KEYS
 from runners.base import is_main_process
-
-
-def predict(model: torch.nn.Module, dataset: Any, indices: np.ndarray, view_names: list[str],
-            batch_size: int = 16, device: Any = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Mean-of-views probabilities ``(k, C)`` and per-view probabilities ``(k, m, C)`` of subjects."""
-    from torch.utils.data import DataLoader, Subset
-
-    loader = DataLoader(Subset(dataset, [int(i) for i in indices]), batch_size=batch_size, shuffle=False)
-    model.eval()
-    per_view = []
-    with torch.no_grad():
-        for batch in loader:
-            logits = model(*[batch[name].to(device) for name in view_names])
-            per_view.append(torch.softmax(logits, dim=-1).cpu())
-    pv = torch.cat(per_view).numpy() if per_view else np.zeros((0, 1, 2), np.float32)
-    return pv.mean(axis=1), pv
 
 
 class CCLTestEvaluationCallback(Callback):
@@ -58,7 +43,7 @@ class CCLTestEvaluationCallback(Callback):
         if not is_main_process(runner.engine):
             return
         stage_dir = Path(runner.stage_dir())
-        model = getattr(runner.model, "module", runner.model)  # unwrap DataParallel/DDP
+        model = unwrap_model(runner.model)
         ckpt = stage_dir / "checkpoints" / self.checkpoint
         source = "last epoch"
         if ckpt.is_file():

@@ -8,64 +8,13 @@ from typing import Any
 import numpy as np
 import torch
 from catalyst.core import Callback, CallbackNode, CallbackOrder
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from fusion import io
+from fusion.devices import unwrap_model
 from fusion.errors import InputError
+from fusion.evaluate.latents import embed_subjects
 from fusion.io import save_npz
 from runners.base import is_main_process
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a (Distributed)DataParallel wrapper, or the model itself."""
-    return model.module if isinstance(model, (torch.nn.DataParallel, torch.nn.parallel.DistributedDataParallel)) else model
-
-
-@torch.no_grad()
-def embed_subjects(
-    model: torch.nn.Module,
-    dataset: Dataset,
-    batch_size: int = 1,
-    device: str | torch.device = "cpu",
-    progress: bool = True,
-) -> np.ndarray:
-    """Posterior means of every volume of every subject, in eval mode.
-
-    Args:
-        model: a VAE with ``encode(x (B, 1, X, Y, Z)) -> (mu, logvar)``.
-        dataset: items ``{"volumes": (M, X, Y, Z), "index": int}`` (``index`` = row of the result).
-        batch_size: subjects per forward pass.
-        device: where to run the model.
-        progress: show a progress bar.
-
-    Returns:
-        ``mu`` ``(len(dataset), M, latent_dim)`` float32.
-    """
-    was_training = model.training
-    model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    out: np.ndarray | None = None
-    seen = np.zeros(len(dataset), dtype=bool)
-    try:
-        for batch in tqdm(loader, desc="latents", unit="batch", disable=not progress, leave=False):
-            volumes = batch["volumes"].to(device=device, dtype=torch.float32)
-            k, m = volumes.shape[:2]
-            mu, _ = model.encode(volumes.reshape(k * m, 1, *volumes.shape[2:]))
-            mu = mu.float().reshape(k, m, -1).cpu().numpy()
-            if out is None:
-                out = np.zeros((len(dataset), m, mu.shape[-1]), dtype=np.float32)
-            rows = np.asarray(batch["index"], dtype=np.int64)
-            out[rows] = mu
-            seen[rows] = True
-    finally:
-        model.train(was_training)
-    if out is None or not seen.all():
-        raise InputError(
-            f"latent extraction: the dataset's 'index' values must cover 0..{len(dataset) - 1}; "
-            f"{int((~seen).sum())} subject(s) were never embedded"
-        )
-    return out
 
 
 class LatentExtractionCallback(Callback):
@@ -126,4 +75,4 @@ class LatentExtractionCallback(Callback):
         )
 
 
-__all__ = ["LatentExtractionCallback", "embed_subjects", "unwrap_model"]
+__all__ = ["LatentExtractionCallback"]

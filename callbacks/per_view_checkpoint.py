@@ -19,6 +19,7 @@ import torch
 from catalyst.core import Callback, CallbackOrder
 
 from fusion import io
+from fusion.devices import unwrap_model
 from fusion.errors import ConfigError
 from runners.base import is_main_process
 
@@ -72,7 +73,7 @@ class PerViewCheckpointCallback(Callback):
         metrics = runner.epoch_metrics.get(self.loader_key)
         if metrics is None:
             return
-        model = getattr(runner.model, "module", runner.model)
+        model = unwrap_model(runner.model)
         views = list(getattr(model, "view_names", []))
         if not views:
             raise ConfigError("PerViewCheckpointCallback needs a model with view_names (CollaborativeNet)")

@@ -69,6 +69,7 @@ from fusion import io
 from fusion.errors import ConfigError, InputError
 from fusion.models.compile import compile_model
 from fusion.provenance import collect_run_metadata, config_differences, json_safe
+from fusion.rundir import fold_name
 
 LOGGER = logging.getLogger(__name__)
 
@@ -120,8 +121,8 @@ _CALLBACK_STATE_ATTRS: tuple[str, ...] = ("best_score", "num_no_improvement_epoc
 
 
 def fold_stage_name(fold: int) -> str:
-    """Stage name of a cross-validation fold: ``fold_00``, ``fold_01``, ..."""
-    return f"fold_{int(fold):02d}"
+    """Stage name of a cross-validation fold: ``fold_00``, ``fold_01``, ... (:mod:`fusion.rundir`)."""
+    return fold_name(fold)
 
 
 def is_main_process(engine: Any) -> bool:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from fusion.losses.collaborative import view_label_losses
+from fusion.models.ccl import mean_of_views
 from fusion.errors import ConfigError
 from runners.base import ConfigRunner, fold_stage_name
 
@@ -112,7 +113,7 @@ class CCLRunner(ConfigRunner):
         logits = self.model(*inputs)  # (B, m, C)
         loss = self.criterion(logits, target)
         with torch.no_grad():
-            proba = torch.softmax(logits, dim=-1).mean(dim=1)
+            proba = mean_of_views(logits)
             accuracy = (proba.argmax(dim=1) == target).float().mean()
         self.batch = {**batch, "logits": logits, "proba": proba}
         metrics = {"loss": loss, "accuracy": accuracy}

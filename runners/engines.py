@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from catalyst.engines import DeviceEngine, DistributedDataParallelEngine
 
+from fusion.devices import default_device
 from fusion.distributed import node_layout
 from fusion.precision import autocast, autocast_dtype, device_type, needs_grad_scaler
 
@@ -38,7 +39,7 @@ class _AutocastMixin:
     def _autocast_device_type(self) -> str:
         device = getattr(self, "_device", None)
         if device is None:  # a DDP engine before setup_process: CUDA when there is one
-            return "cuda" if torch.cuda.is_available() else "cpu"
+            return default_device()
         return device_type(device)
 
     def autocast(self, *args: Any, **kwargs: Any) -> AbstractContextManager:

@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import SVC
 
-from callbacks.aggregate import ResultsAggregationCallback, aggregate_results
+from callbacks.aggregate import ResultsAggregationCallback
+from fusion.evaluate.aggregate import aggregate_results
 from callbacks.folds import FoldSplitCallback
 from callbacks.latents import LatentExtractionCallback
 from callbacks.svm import SVMClassificationCallback

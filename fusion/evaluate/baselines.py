@@ -158,6 +158,8 @@ def ccl_representations(model: Any, fc: np.ndarray, snps: np.ndarray, batch_size
     trained ``CollaborativeNet`` (eval mode, CPU)."""
     import torch
 
+    from fusion.models.ccl import mean_of_views
+
     model.eval()
     feats, probs = [], []
     with torch.no_grad():
@@ -167,7 +169,7 @@ def ccl_representations(model: Any, fc: np.ndarray, snps: np.ndarray, batch_size
             reps = model.representations(x_fc, x_snp)
             feats.append(torch.cat(reps, dim=1).numpy())
             logits = torch.stack([model.collab[n](z) for n, z in zip(model.view_names, reps)], dim=1)
-            probs.append(torch.softmax(logits, -1).mean(1).numpy())
+            probs.append(mean_of_views(logits).numpy())
     return np.concatenate(feats), np.concatenate(probs)
 
 

@@ -12,12 +12,12 @@ cuML and CuPy are imported only inside functions, and only when a CUDA device is
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+from fusion import devices
 from fusion.errors import ConfigError, InputError
 
 __all__ = ["LinearSVM", "resolve_backend", "BACKENDS"]
@@ -25,54 +25,10 @@ __all__ = ["LinearSVM", "resolve_backend", "BACKENDS"]
 BACKENDS = ("auto", "cuml", "sklearn")
 
 
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return False
-    return bool(torch.cuda.is_available())
-
-
-def _import_cuml() -> Any | None:
-    """The cuml module, or None when it cannot be imported."""
-    try:
-        return importlib.import_module("cuml")
-    except Exception:  # a broken CUDA install raises more than ImportError
-        return None
-
-
 def resolve_backend(name: str) -> str:
-    """Resolve a backend request to the one that will run.
-
-    Args:
-        name: ``"auto"`` (cuML when a CUDA device is present and cuML imports, else scikit-learn),
-            ``"cuml"`` or ``"sklearn"``.
-
-    Returns:
-        ``"cuml"`` or ``"sklearn"``.
-
-    Raises:
-        ConfigError: unknown name, or ``"cuml"`` without a CUDA device or without cuML.
-    """
-    if name not in BACKENDS:
-        raise ConfigError(f"backend must be one of {BACKENDS}, got {name!r}")
-    if name == "sklearn":
-        return "sklearn"
-    if not _cuda_available():
-        if name == "cuml":
-            raise ConfigError(
-                "backend='cuml' needs a CUDA device, but torch.cuda.is_available() is False; "
-                "use backend='auto' or backend='sklearn'"
-            )
-        return "sklearn"
-    if _import_cuml() is None:
-        if name == "cuml":
-            raise ConfigError(
-                "backend='cuml' needs the RAPIDS cuML package, which could not be imported; "
-                "install the GPU extra (cuml-cu12, cupy-cuda12x) or use backend='sklearn'"
-            )
-        return "sklearn"
-    return "cuml"
+    """``"auto"`` -> ``"cuml"`` when a CUDA device is present and cuML imports, else ``"sklearn"``
+    (:func:`fusion.devices.resolve_backend`)."""
+    return devices.resolve_backend(name, gpu="cuml", cpu="sklearn", choices=BACKENDS)
 
 
 def _to_numpy(a: Any, name: str) -> np.ndarray:

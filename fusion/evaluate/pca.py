@@ -206,20 +206,11 @@ def as_source(X: np.ndarray | ChunkSource) -> ChunkSource:
 
 
 def resolve_backend(backend: str = "auto") -> str:
-    """Resolve ``"auto"`` to ``"cupy"`` when CuPy and a CUDA device are present, else ``"numpy"``."""
-    if backend not in ("auto", "cupy", "numpy"):
-        raise ConfigError(f"backend must be 'auto', 'cupy' or 'numpy', got {backend!r}")
-    if backend == "numpy":
-        return "numpy"
-    try:
-        import cupy  # noqa: F401  (lazy: only when a GPU path is wanted)
+    """``"auto"`` -> ``"cupy"`` when CuPy and a CUDA device are present, else ``"numpy"``
+    (:func:`fusion.devices.resolve_backend`)."""
+    from fusion import devices
 
-        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # ImportError, or a CUDA runtime error without a device
-        has_gpu = False
-    if backend == "cupy" and not has_gpu:
-        raise ConfigError("backend='cupy' asked for, but CuPy or a CUDA device is not available")
-    return "cupy" if has_gpu else "numpy"
+    return devices.resolve_backend(backend, gpu="cupy", cpu="numpy")
 
 
 class _Accumulator:

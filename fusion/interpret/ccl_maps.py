@@ -35,6 +35,7 @@ from fusion.interpret.gradcam import grad_cam, resolve_layer
 from fusion.interpret.guided_backprop import guided_backprop, input_gradient
 from fusion.interpret.integrated_gradients import integrated_gradients
 from fusion.interpret.recovery import recovery_scores
+from fusion.models.ccl import mean_of_views
 
 MAP_KINDS = ("gradcam", "guided_gradcam", "guided_backprop", "gradient", "integrated_gradients")
 RULES = ("frequency", "contrast")
@@ -171,7 +172,7 @@ def compute_subject_maps(
             labels = torch.as_tensor(batch["label"]).long().reshape(-1)
             with torch.no_grad():
                 logits = model(*inputs)
-            probs = logits.softmax(dim=-1).mean(dim=1)
+            probs = mean_of_views(logits)
             chosen = labels if map_class == "label" else probs.argmax(dim=1).cpu()
             if chosen.numel() and (int(chosen.min()) < 0 or int(chosen.max()) >= n_classes):
                 raise InputError(f"class indices {sorted(set(chosen.tolist()))} are outside 0..{n_classes - 1}")

@@ -51,32 +51,12 @@ def flatten_latents(mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return mu.reshape(n_subj * n_mod, dim), subject, modality
 
 
-def _cuda_available() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except ImportError:  # pragma: no cover
-        return False
-
-
 def resolve_tsne_backend(backend: str = "auto") -> str:
-    """``"auto"`` -> ``"cuml"`` when cuML imports and a CUDA device is present, else ``"sklearn"``."""
-    if backend not in ("auto", "cuml", "sklearn"):
-        raise ConfigError(f"t-SNE backend must be 'auto', 'cuml' or 'sklearn', got {backend!r}")
-    if backend == "sklearn":
-        return backend
-    has_cuml = False
-    if _cuda_available():
-        try:
-            import cuml.manifold  # noqa: F401
+    """``"auto"`` -> ``"cuml"`` when cuML imports and a CUDA device is present, else ``"sklearn"``
+    (:func:`fusion.devices.resolve_backend`)."""
+    from fusion import devices
 
-            has_cuml = True
-        except ImportError:
-            has_cuml = False
-    if backend == "cuml" and not has_cuml:
-        raise ConfigError("t-SNE backend 'cuml' needs cuML installed and a CUDA device; use 'auto' or 'sklearn'")
-    return "cuml" if has_cuml else "sklearn"
+    return devices.resolve_backend(backend, gpu="cuml", cpu="sklearn", what="t-SNE backend")
 
 
 def tsne(

@@ -202,6 +202,12 @@ class SNPNet(_ViewNet):
         super().__init__(1, spec, 1, dropout, (1, n_snps), "n_snps")
 
 
+def mean_of_views(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities ``(B, C)`` from per-view logits ``(B, m, C)``: the mean over views of
+    each view's softmax (the prediction of gCAM-CCL everywhere: training metrics, test, maps)."""
+    return torch.softmax(logits, dim=-1).mean(dim=1)
+
+
 class CollaborativeNet(nn.Module):
     """m view networks fused by a collaborative layer: one linear classifier per view.
 
@@ -292,4 +298,4 @@ class CollaborativeNet(nn.Module):
 
     def predict_proba(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``(B, C)``: the mean over views of each view's softmax."""
-        return torch.softmax(self.forward(*inputs), dim=-1).mean(dim=1)
+        return mean_of_views(self.forward(*inputs))

@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,9 @@ from typing import Any
 import numpy as np
 
 from fusion import io
+from fusion.devices import default_device
 from fusion.errors import ConfigError, FusionError, InputError
+from fusion.rundir import fold_dir, fold_dirs
 
 __all__ = [
     "fold_dirs",
@@ -48,25 +49,11 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
-_FOLD = re.compile(r"^fold_(\d+)$")
 _MODEL_KEYS_IGNORED = ("_target_", "_recursive_", "_convert_", "_partial_")
 
 
 # --------------------------------------------------------------------------- run directory access
-def fold_dirs(logdir: PathLike) -> list[tuple[int, Path]]:
-    """``[(fold number, fold folder)]`` of a run directory, sorted by number."""
-    logdir = Path(logdir)
-    if not logdir.is_dir():
-        raise InputError(f"run directory {logdir} does not exist")
-    return sorted((int(m.group(1)), p) for p in logdir.iterdir() if p.is_dir() and (m := _FOLD.match(p.name)))
-
-
-def _fold_dir(logdir: PathLike, fold: int) -> Path:
-    path = Path(logdir) / f"fold_{int(fold):02d}"
-    if not path.is_dir():
-        found = [f"fold_{k:02d}" for k, _ in fold_dirs(logdir)]
-        raise InputError(f"run directory {logdir} has no {path.name} (folds found: {found or 'none'})")
-    return path
+_fold_dir = fold_dir
 
 
 def load_run_config(logdir: PathLike) -> dict[str, Any] | None:
@@ -273,13 +260,6 @@ def _ground_truth(prepared: Path | None, meta: Mapping[str, Any] | None) -> tupl
             raise InputError(f"{effect_path} must be 4D (X, Y, Z, n_modalities), got shape {effect.shape}")
         return truth, np.moveaxis(effect, -1, 0)
     return None
-
-
-def default_device() -> str:
-    """``"cuda"`` when a CUDA device is present, else ``"cpu"``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def analyze_vae_run(
