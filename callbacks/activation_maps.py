@@ -20,7 +20,6 @@ from fusion import io
 from fusion.devices import default_device
 from fusion.errors import ConfigError, InputError
 from fusion.interpret.ccl_maps import (
-    analyse_subject_maps,
     bim_positions,
     compute_subject_maps,
     save_subject_maps,
@@ -28,6 +27,7 @@ from fusion.interpret.ccl_maps import (
     view_specs,
 )
 from fusion.interpret.recovery import load_ground_truth
+from fusion.workflows.ccl_maps import analyse_subject_maps
 
 LOGGER = logging.getLogger(__name__)
 RECOVERY_KEYS = ("edge_precision", "edge_recall", "snp_precision", "snp_recall")

@@ -8,7 +8,6 @@ from typing import Any
 
 from catalyst.core import Callback, CallbackOrder, CallbackScope
 
-from fusion.errors import InputError
 from fusion.evaluate.aggregate import aggregate_results
 from fusion.io import write_json
 from runners.base import is_main_process

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from catalyst.core import Callback, CallbackNode, CallbackOrder
 
 from fusion import io

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from catalyst.core import Callback, CallbackNode, CallbackOrder
 
 from fusion.errors import InputError

@@ -15,7 +15,7 @@ LOGGER = logging.getLogger(__name__)
 
 
 class VAEAnalysisCallback(Callback):
-    """Run :func:`fusion.report.vae_report.analyze_vae_run` over the run directory once training,
+    """Run :func:`fusion.workflows.vae_analysis.analyze_vae_run` over the run directory once training,
     latent extraction, classification and result aggregation are done.
 
     Experiment-scoped and ordered after ``ResultsAggregationCallback`` (which rewrites
@@ -73,7 +73,7 @@ class VAEAnalysisCallback(Callback):
         self.logdir = logdir
 
     def _fold(self, logdir: Path) -> int | None:
-        from fusion.report.vae_report import fold_dirs
+        from fusion.rundir import fold_dirs
 
         trained = [k for k, p in fold_dirs(logdir) if (p / "latents.npz").is_file()]
         if not trained:
@@ -97,7 +97,7 @@ class VAEAnalysisCallback(Callback):
         """Analyse and write the report, unless the run failed or this is not the main process."""
         if getattr(runner, "exception", None) is not None or not is_main_process(getattr(runner, "engine", None)):
             return
-        from fusion.report.vae_report import analysis_error_report, analyze_vae_run
+        from fusion.workflows.vae_analysis import analysis_error_report, analyze_vae_run
 
         logdir = Path(self.logdir if self.logdir is not None else runner.logdir)
         fold = self._fold(logdir)

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from fusion.errors import ConfigError
 from fusion.losses.collaborative import view_label_losses
 from fusion.models.ccl import mean_of_views
-from fusion.errors import ConfigError
 from runners.base import ConfigRunner, fold_stage_name
 
 

@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from bench.common import check_target, record
-from bench.peak import cap_ratio, choose_peak, fp32_flop_per_cycle, parse_cpuinfo, theoretical_peak
+from bench.peak import (
+    cap_ratio,
+    choose_peak,
+    fp32_flop_per_cycle,
+    parse_cpuinfo,
+    theoretical_peak,
+)
 from bench.suite import KEYS, format_table
 from bench.training import median_ci, spread
 

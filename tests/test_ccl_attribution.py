@@ -13,10 +13,14 @@ from torch.utils.data import DataLoader
 
 from fusion import io
 from fusion.errors import ConfigError, InputError
-from fusion.interpret.ccl_maps import analyse_subject_maps, compute_subject_maps, view_specs
+from fusion.interpret.ccl_maps import (
+    compute_subject_maps,
+    view_specs,
+)
 from fusion.interpret.integrated_gradients import integrated_gradients
 from fusion.interpret.significance import class_contrast, contrast_edges, contrast_snps
 from fusion.losses.collaborative import collaborative_terms, view_label_losses
+from fusion.workflows.ccl_maps import analyse_subject_maps
 from tests.test_ccl_interpret_pipeline import LAYERS, ToyCohort, small_model
 
 captum_attr = pytest.importorskip("captum.attr")

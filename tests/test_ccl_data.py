@@ -11,7 +11,11 @@ import pytest
 
 from fusion.data.ccl_dataset import CCLDataset
 from fusion.data.ccl_manifest import load_ccl_manifest, quantile_labels, read_fc
-from fusion.data.genotypes import impute_genotypes, read_genotype_csv, read_plink, write_plink
+from fusion.data.genotypes import (
+    impute_genotypes,
+    read_plink,
+    write_plink,
+)
 from fusion.data.power import NETWORKS, power_coords, power_networks
 from fusion.data.synthetic_ccl import CCLCohortSpec, simulate_ccl_cohort
 from fusion.errors import InputError

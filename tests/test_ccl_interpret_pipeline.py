@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader, Dataset
 from fusion import io
 from fusion.errors import InputError
 from fusion.interpret.ccl_maps import (
-    analyse_subject_maps,
     compute_subject_maps,
     save_subject_maps,
     view_specs,
@@ -21,6 +20,7 @@ from fusion.interpret.ccl_maps import (
 from fusion.interpret.gradcam import grad_cam, view_class_target
 from fusion.interpret.guided_backprop import guided_grad_cam
 from fusion.models.ccl import CollaborativeNet, FCNet, SNPNet
+from fusion.workflows.ccl_maps import analyse_subject_maps
 
 N_ROIS, N_SNPS = 16, 40
 LAYERS = {"fc": "views.fc.features.conv2.relu", "snp": "views.snp.features.conv1.relu"}

@@ -9,7 +9,11 @@ import pytest
 from fusion import io
 from fusion.errors import ConfigError, InputError
 from fusion.interpret import significance as sig
-from fusion.interpret.recovery import load_ground_truth, precision_recall, recovery_scores
+from fusion.interpret.recovery import (
+    load_ground_truth,
+    precision_recall,
+    recovery_scores,
+)
 
 
 def _maps_kept_in(n_subjects: int, kept_counts: list[int]) -> np.ndarray:

@@ -141,7 +141,11 @@ def test_table3_on_the_same_test_subjects(ccl_run):
 def test_baseline_rows_match_scikit_learn_on_separable_data():
     from sklearn.linear_model import LogisticRegression
 
-    from fusion.evaluate.baselines import classical_baselines, concat_features, score_rows
+    from fusion.evaluate.baselines import (
+        classical_baselines,
+        concat_features,
+        score_rows,
+    )
 
     rng = np.random.default_rng(0)
     n, r, p = 60, 6, 10

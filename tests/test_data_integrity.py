@@ -24,7 +24,12 @@ from fusion.cli import main as fusion_main
 from fusion.data.ccl_manifest import load_ccl_manifest
 from fusion.data.genotypes import read_plink, write_plink
 from fusion.data.integrity import file_problem, path_problem, verify_compressed
-from fusion.data.testing import cached_prepared, cached_vae_cohort, copy_cohort, folder_digest
+from fusion.data.testing import (
+    cached_prepared,
+    cached_vae_cohort,
+    copy_cohort,
+    folder_digest,
+)
 from fusion.errors import InputError
 
 

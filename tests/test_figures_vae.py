@@ -127,7 +127,7 @@ def test_vae_analyze_takes_its_defaults_from_the_run(tmp_path):
 
 
 def test_vae_analyze_writes_its_own_report_unless_told(tmp_path, monkeypatch):
-    import fusion.report.vae_report as vae_report
+    import fusion.workflows.vae_analysis as vae_report
     from fusion.cli import vae_analyze
 
     calls = []

@@ -14,7 +14,13 @@ import pytest
 import torch
 
 from bench import gpu_check
-from bench.gpu_check import Plan, bf16_peak, gpu_test_files, protocol_seconds, steady_step_seconds
+from bench.gpu_check import (
+    Plan,
+    bf16_peak,
+    gpu_test_files,
+    protocol_seconds,
+    steady_step_seconds,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "gpu_check.sh"

@@ -23,12 +23,18 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from reliability_helpers import CONF, TINY_VAE, run_config
 
 from fusion.cli import main as fusion_main
 from fusion.data.folds import save_folds, stratified_folds
-from fusion.data.testing import cached_prepared, cached_vae_cohort, copy_cohort, folder_digest, write_nifti
+from fusion.data.testing import (
+    cached_prepared,
+    cached_vae_cohort,
+    copy_cohort,
+    folder_digest,
+    write_nifti,
+)
 from fusion.errors import ConfigError
-from reliability_helpers import CONF, TINY_VAE, run_config
 
 R, P, N_CCL = 12, 20, 40  # CCL test cohort: 12 ROIs, 20 SNPs, 40 subjects (16 labelled)
 

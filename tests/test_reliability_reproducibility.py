@@ -13,11 +13,17 @@ import pytest
 from catalyst.engines import DeviceEngine
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from reliability_helpers import CONF, TINY_VAE, run_config
 
 from fusion.data.folds import stratified_folds
 from fusion.data.testing import cached_prepared
-from fusion.provenance import collect_run_metadata, config_differences, git_state, json_safe, package_versions
-from reliability_helpers import CONF, TINY_VAE, run_config
+from fusion.provenance import (
+    collect_run_metadata,
+    config_differences,
+    git_state,
+    json_safe,
+    package_versions,
+)
 
 REQUIRED_PACKAGES = ("torch", "catalyst", "hydra-core", "numpy", "scipy", "scikit-learn", "nibabel", "torchio")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from reliability_helpers import TINY_VAE, run_config
 
 from fusion.data.testing import cached_prepared, folder_digest
-from reliability_helpers import TINY_VAE, run_config
 from runners.base import RUN_METADATA
 
 ROOT = Path(__file__).resolve().parents[1]

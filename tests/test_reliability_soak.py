@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from reliability_helpers import run_config
 
 from fusion.data.prepare import prepare_cohort
 from fusion.data.synthetic_volumes import make_vae_cohort
 from fusion.data.testing import folder_digest
-from reliability_helpers import run_config
 
 CYCLES = int(os.environ.get("FUSION_SOAK_CYCLES", "4"))
 SUBJECTS = int(os.environ.get("FUSION_SOAK_SUBJECTS", "40"))

@@ -18,11 +18,11 @@ from sklearn.metrics import roc_auc_score
 from sklearn.svm import SVC
 
 from callbacks.aggregate import ResultsAggregationCallback
-from fusion.evaluate.aggregate import aggregate_results
 from callbacks.folds import FoldSplitCallback
 from callbacks.latents import LatentExtractionCallback
 from callbacks.svm import SVMClassificationCallback
 from fusion.errors import ConfigError, InputError
+from fusion.evaluate.aggregate import aggregate_results
 from fusion.losses.vae_elbo import elbo
 from fusion.models.vae import MultimodalVAE
 from runners.vae import VAERunner

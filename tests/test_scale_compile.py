@@ -12,7 +12,12 @@ import torch
 from fusion.errors import ConfigError
 from fusion.losses import elbo
 from fusion.models import MultimodalVAE
-from fusion.models.compile import COMPILE_KEYS, compile_model, compile_options, is_compiled
+from fusion.models.compile import (
+    COMPILE_KEYS,
+    compile_model,
+    compile_options,
+    is_compiled,
+)
 
 GRID = (6, 7, 5)
 FAST = {"backend": "aot_eager"}

@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from fusion.errors import ConfigError, InputError
-from fusion.interpret.generation import decode_interpolation, interpolate_latents, sample_prior
-from fusion.interpret.latent_space import embed_latents, flatten_latents, resolve_tsne_backend, tsne
+from fusion.interpret.generation import (
+    decode_interpolation,
+    interpolate_latents,
+    sample_prior,
+)
+from fusion.interpret.latent_space import (
+    embed_latents,
+    flatten_latents,
+    resolve_tsne_backend,
+    tsne,
+)
 from fusion.models import MultimodalVAE
 from fusion.report import vae_figures as figs
 

@@ -17,7 +17,8 @@ from fusion.data.dataset import PreparedVolumes
 from fusion.data.neuromark import modality_domains, modality_names
 from fusion.interpret.group_maps import decoded_group_difference, recovery_scores
 from fusion.models import MultimodalVAE
-from fusion.report.vae_report import analyze_vae_run, write_vae_report
+from fusion.report.vae_report import write_vae_report
+from fusion.workflows.vae_analysis import analyze_vae_run
 
 SHAPE = (9, 11, 10)
 N_MOD = 54

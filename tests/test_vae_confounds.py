@@ -7,7 +7,12 @@ import pandas as pd
 import pytest
 
 from fusion.errors import ConfigError, InputError
-from fusion.evaluate.confounds import CovariateRegression, adjust_fold, check_confounds_config, covariate_matrix
+from fusion.evaluate.confounds import (
+    CovariateRegression,
+    adjust_fold,
+    check_confounds_config,
+    covariate_matrix,
+)
 
 
 def _table(n: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -116,8 +121,9 @@ def test_combat_errors_name_the_site_and_subjects() -> None:
 
 
 def test_vae_config_carries_confounds_to_the_svm() -> None:
-    from hydra import compose, initialize_config_dir
     from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
 
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base=None):

@@ -12,7 +12,12 @@ import pytest
 from fusion.cli import main
 from fusion.data.neuromark import modality_domains, modality_names
 from fusion.data.prepare import prepare_cohort, resample_volume
-from fusion.data.testing import cached_prepared, cached_vae_cohort, folder_digest, write_nifti
+from fusion.data.testing import (
+    cached_prepared,
+    cached_vae_cohort,
+    folder_digest,
+    write_nifti,
+)
 from fusion.errors import InputError
 
 

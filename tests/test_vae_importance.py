@@ -16,6 +16,7 @@ from fusion.evaluate.importance import (
     modality_importance,
     modality_recall,
 )
+from fusion.workflows.importance import importance_with_figure
 
 
 def test_importance_is_abs_weight_mass_per_modality():
@@ -87,7 +88,7 @@ def test_analyze_run_directory(tmp_path):
         svm = LinearSVM(C=1.0, backend="sklearn").fit(X[idx], y[idx])
         io.save_npz(run / f"fold_{fold:02d}" / "svm.npz", coef=svm.coef_, intercept=np.array(svm.intercept_))
     (run / "fold_03").mkdir()  # an unfinished fold has no svm.npz and is skipped
-    summary = analyze_importance(run, planted_modalities=[4, 30])
+    summary = importance_with_figure(run, planted_modalities=[4, 30])
     assert summary["n_folds"] == 3
     assert summary["modality_recall"] == 1.0
     assert set(summary["top"][:2].tolist()) == {4, 30}

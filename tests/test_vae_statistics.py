@@ -106,8 +106,8 @@ def _fake_run(logdir, signal: float):
         folder = logdir / f"fold_{k:02d}"
         folder.mkdir(parents=True)
         save_npz(folder / "latents.npz", mu=mu, labels=y, subject_ids=ids, train=rest[2:], val=rest[:2], test=test)
-        from fusion.evaluate.fold_classification import classify_fold
         from fusion.evaluate.classifiers import LinearSVM
+        from fusion.evaluate.fold_classification import classify_fold
 
         result, _ = classify_fold({"mu": mu, "labels": y, "subject_ids": ids, "train": rest[2:], "val": rest[:2], "test": test},
                                   LinearSVM(backend="sklearn"))

@@ -14,7 +14,12 @@ from fusion.cli.vae_seeds import aggregate_seeds
 from fusion.cli.vae_table1 import aggregate_table1, launch_multirun, multirun_command
 from fusion.data.folds import save_folds, stratified_folds
 from fusion.errors import InputError
-from fusion.evaluate.tables import seeds_frame, table1_frame, table1_markdown, vae_record
+from fusion.evaluate.tables import (
+    seeds_frame,
+    table1_frame,
+    table1_markdown,
+    vae_record,
+)
 
 
 def _rec(method, l, mean=None, std=0.01, status="ok", folds=3):

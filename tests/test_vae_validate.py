@@ -10,7 +10,14 @@ import pytest
 
 from fusion.cli import main
 from fusion.cli.vae_validate import markdown, summarise, univariate_reference
-from fusion.data.synthetic_volumes import VAE_VARIANTS, _design, VAECohortKnobs, expected_effect, make_vae_cohort, variant_settings
+from fusion.data.synthetic_volumes import (
+    VAE_VARIANTS,
+    VAECohortKnobs,
+    _design,
+    expected_effect,
+    make_vae_cohort,
+    variant_settings,
+)
 from fusion.data.testing import cached_prepared
 from fusion.errors import ConfigError
 

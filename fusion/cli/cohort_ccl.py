@@ -24,9 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusion.data.synthetic_ccl import make_ccl_cohort
-
     from fusion.data.ccl_variants import variant_knobs
+    from fusion.data.synthetic_ccl import make_ccl_cohort
 
     knobs = variant_knobs(args.variant) if args.variant else {}
     if args.n_subjects is None and "n_subjects" in knobs:

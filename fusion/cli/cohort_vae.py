@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from fusion.data.synthetic_volumes import DEFAULT_N_SUBJECTS, GRIDS, VAE_VARIANTS, make_vae_cohort, variant_settings
+from fusion.data.synthetic_volumes import (
+    DEFAULT_N_SUBJECTS,
+    GRIDS,
+    VAE_VARIANTS,
+    make_vae_cohort,
+    variant_settings,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:

@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 def _prepared_meta(logdir: Path, prepared: Path | None) -> tuple[np.ndarray, dict | None, str | None]:
     """``(affine, meta.json or None, note)`` of the run's prepared data."""
-    from fusion.report.vae_report import find_prepared_dir
+    from fusion.rundir import find_prepared_dir
 
     folder = prepared if prepared is not None else find_prepared_dir(logdir)
     if folder is None:
@@ -110,9 +110,12 @@ def resolve_endpoint(spec: str, subject: str | None, modality: str | None, subje
 
 
 def run(args: argparse.Namespace) -> int:
+    from fusion.data.neuromark import modality_labels
+    from fusion.devices import default_device
     from fusion.interpret.generation import decode_interpolation, sample_prior
+    from fusion.models.from_run import load_fold_model
     from fusion.report.vae_figures import plot_volume_strip
-    from fusion.report.vae_report import default_device, load_fold_latents, load_fold_model, modality_labels
+    from fusion.rundir import load_fold_latents
 
     device = args.device or default_device()
     affine, meta, note = _prepared_meta(args.logdir, args.prepared)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from fusion.data.prepare import DTYPES, prepare_cohort
 from fusion.data.neuromark import N_ICN
+from fusion.data.prepare import DTYPES, prepare_cohort
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:

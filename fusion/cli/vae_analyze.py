@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "vae-analyze")
 
 def run_analysis_settings(logdir: Path) -> dict[str, Any]:
     """The ``callbacks.analysis`` node of the run's resolved config (empty when there is none)."""
-    from fusion.report.vae_report import load_run_config
+    from fusion.rundir import load_run_config
 
     config = load_run_config(logdir) or {}
     node = (config.get("callbacks") or {}).get("analysis") if isinstance(config, Mapping) else None
@@ -91,7 +91,7 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusion.report.vae_report import analyze_vae_run
+    from fusion.workflows.vae_analysis import analyze_vae_run
 
     settings = resolve_settings(args)
     report_name = "report.md" if args.replace_report else REPORT_NAME

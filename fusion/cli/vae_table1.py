@@ -167,13 +167,13 @@ def planted_modalities(prepared_dir: Path) -> list[int] | None:
 def job_importance(jobs: list[dict], planted: list[int] | None, prepared_dir: Path) -> list[dict]:
     """``importance.csv``/``.png`` per job; modality recall merged into its ``results.json``."""
     from fusion import io
-    from fusion.evaluate.importance import analyze_importance
+    from fusion.workflows.importance import importance_with_figure
 
     names, domains = modality_labels(prepared_dir)
     rows = []
     for job in jobs:
         try:
-            summary = analyze_importance(job["dir"], n_modalities=len(names), planted_modalities=planted,
+            summary = importance_with_figure(job["dir"], n_modalities=len(names), planted_modalities=planted,
                                          names=names, domains=domains)
         except InputError as err:
             logger.warning("importance of %s skipped: %s", job["dir"], err)

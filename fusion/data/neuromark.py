@@ -9,6 +9,9 @@ and cerebellar (CB 50-53). Modality index ``k`` (0-based) of a prepared subject 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 N_ICN: int = 53
 DOMAINS: tuple[str, ...] = ("SC", "AU", "SM", "VI", "CC", "DM", "CB")
 DOMAIN_SIZES: tuple[int, ...] = (5, 2, 9, 9, 17, 7, 4)
@@ -83,3 +86,11 @@ def generic_modality_domains(n_icn: int) -> list[str]:
 
 
 assert sum(DOMAIN_SIZES) == N_ICN == len(ICN_LABELS)
+
+
+def modality_labels(n_modalities: int, meta: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
+    """``(names, domains)`` per modality: from the prepared data's ``meta.json`` when it has them,
+    else NeuroMark's (53 ICNs + sMRI) or generic ones."""
+    if meta and len(meta.get("modality_names", [])) == n_modalities and len(meta.get("modality_domains", [])) == n_modalities:
+        return list(meta["modality_names"]), list(meta["modality_domains"])
+    return generic_modality_names(n_modalities - 1), generic_modality_domains(n_modalities - 1)

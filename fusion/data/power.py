@@ -98,6 +98,11 @@ def power_coords() -> np.ndarray:
     return _coords().copy()
 
 
+def roi_label(index0: int) -> str:
+    """User-facing name of the ROI at 0-based position ``index0``: ``ROI001`` for the first."""
+    return f"ROI{int(index0) + 1:03d}"
+
+
 def roi_names() -> list[str]:
     """Readable ROI names, e.g. ``"ROI075 (DMN)"`` (1-based numbers as in the atlas)."""
     return [f"ROI{i + 1:03d} ({net})" for i, net in enumerate(_labels())]

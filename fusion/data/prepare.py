@@ -33,7 +33,13 @@ from tqdm.auto import tqdm
 from fusion import __version__, io
 from fusion.data import neuromark, resample
 from fusion.data.integrity import verify_manifest_files
-from fusion.data.manifest import MAX_REPORTED, ManifestEntry, VAEManifest, raise_collected, read_manifest
+from fusion.data.manifest import (
+    MAX_REPORTED,
+    ManifestEntry,
+    VAEManifest,
+    raise_collected,
+    read_manifest,
+)
 from fusion.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)

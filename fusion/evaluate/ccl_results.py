@@ -23,7 +23,6 @@ import numpy as np
 from fusion import io
 from fusion.evaluate.statistics import interpretability, split_summary
 
-
 __all__ = ["METRIC_KEYS", "linear_baselines", "gram_svm", "write_run_results"]
 
 METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "f1", "auc")

@@ -92,7 +92,10 @@ def importance_table(
     importances = np.atleast_2d(np.asarray(importances, dtype=np.float64))
     n_modalities = importances.shape[1]
     if names is None or domains is None:
-        from fusion.data.neuromark import generic_modality_domains, generic_modality_names
+        from fusion.data.neuromark import (
+            generic_modality_domains,
+            generic_modality_names,
+        )
 
         names = generic_modality_names(n_modalities - 1) if names is None else names
         domains = generic_modality_domains(n_modalities - 1) if domains is None else domains
@@ -180,7 +183,8 @@ def analyze_importance(
     names: Sequence[str] | None = None,
     domains: Sequence[str] | None = None,
 ) -> dict:
-    """Importance of a finished VAE run: ``importance.csv``, ``importance.png`` and a summary.
+    """Importance of a finished VAE run: ``importance.csv`` and a summary (the figure:
+    :func:`fusion.workflows.importance.importance_with_figure`).
 
     Args:
         run_dir: VAE run directory with ``fold_XX/svm.npz``.
@@ -193,10 +197,9 @@ def analyze_importance(
 
     Returns:
         ``{"importance_mean": [..], "importance_std": [..], "top": [indices], "n_folds": int,
-        "modality_recall": float (only with planted modalities), "csv": path, "figure": path}``.
+        "modality_recall": float (only with planted modalities), "csv": path, "table": DataFrame}``.
     """
     from fusion.io import write_csv
-    from fusion.report.importance_plot import save_importance_plot
 
     out_dir = Path(run_dir if out_dir is None else out_dir)
     fold_numbers, coefs = load_fold_coefs(run_dir)
@@ -204,14 +207,13 @@ def analyze_importance(
     table = importance_table(per_fold, names, domains)
     # User-facing: the 0-based position goes in a column that says so; ``name`` (ICN01...) counts from 1.
     csv_path = write_csv(out_dir / "importance.csv", table.rename(columns={"modality": "modality_index0"}))
-    fig_path = save_importance_plot(out_dir / "importance.png", table, top=top, n_folds=len(fold_numbers))
     summary = {
         "importance_mean": table["mean"].to_numpy(),
         "importance_std": table["std"].to_numpy(),
         "top": top_modalities(table["mean"].to_numpy(), min(top, n_modalities)),
         "n_folds": len(fold_numbers),
         "csv": str(csv_path),
-        "figure": str(fig_path),
+        "table": table,
     }
     if planted_modalities is not None:
         summary["modality_recall"] = modality_recall(table["mean"].to_numpy(), planted_modalities)

@@ -28,7 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from fusion.errors import ConfigError, InputError
-from fusion.evaluate.pca import NpyStackSource, TooManyComponentsError, gram_matrices, pca_from_gram
+from fusion.evaluate.pca import (
+    NpyStackSource,
+    TooManyComponentsError,
+    gram_matrices,
+    pca_from_gram,
+)
 
 __all__ = [
     "METHODS",

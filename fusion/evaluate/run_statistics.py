@@ -19,7 +19,11 @@ import numpy as np
 
 from fusion.errors import InputError
 from fusion.evaluate.metrics import roc_auc
-from fusion.evaluate.statistics import bootstrap_ci, interpretability, permutation_pvalue
+from fusion.evaluate.statistics import (
+    bootstrap_ci,
+    interpretability,
+    permutation_pvalue,
+)
 
 __all__ = ["FoldData", "pooled_scores", "pooled_auc", "svm_permutation_test", "pca_baselines_pooled", "run_verdict"]
 

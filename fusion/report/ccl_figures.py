@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fusion.data.power import roi_label
 from fusion.errors import InputError
 from fusion.interpret.significance import contrast_threshold
 from fusion.report.plotting import barh, heatmap, pyplot, save, subplots
@@ -29,11 +30,6 @@ from fusion.report.plotting import barh, heatmap, pyplot, save, subplots
 
 def _class_name(class_names: Sequence[str] | None, c: int) -> str:
     return class_names[c] if class_names is not None else f"class {c}"
-
-
-def roi_label(index0: int) -> str:
-    """User-facing name of the ROI at 0-based position ``index0``: ``ROI001`` for the first."""
-    return f"ROI{int(index0) + 1:03d}"
 
 
 def network_colours(networks: Sequence[str]) -> dict[str, tuple]:
