@@ -1,6 +1,6 @@
 # fusion: one target per experiment. Every target installs what it needs into .venv first.
 #   make demo                 build the small embedded cohorts and run both pipelines
-#   make test                 install and run the test suite
+#   make test                 install, lint (ruff, mypy) and run the test suite
 #   make vae LOGDIR=runs/x ARGS='model.latent_dim=32 folds.n_splits=5'
 SHELL := /bin/bash
 # Let Python cache bytecode in .venv even where the environment says not to: without the cache
@@ -27,7 +27,7 @@ CCL_MANIFEST := $(CCL_DATA)/manifest.csv
 HYDRA := PYTHONWARNINGS="$${PYTHONWARNINGS:+$$PYTHONWARNINGS,}ignore::UserWarning:catalyst.dl.scripts.hydra_run" \
 	$(BIN)/catalyst-dl run --hydra --config-dir conf
 
-.PHONY: install demo test soak vae vae-paper vae-table1 vae-seeds vae-validate ccl ccl-paper ccl-table3 ccl-validate bench cohorts prepare clean gpu-check
+.PHONY: install demo lint test soak vae vae-paper vae-table1 vae-seeds vae-validate ccl ccl-paper ccl-table3 ccl-validate bench cohorts prepare clean gpu-check
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 # A cohort is rebuilt when its generator changes (a clone that pulls new defaults gets them).
-$(VAE_DATA)/manifest.csv: fusion/data/synthetic_volumes.py | $(STAMP)
+$(VAE_DATA)/manifest.csv: fusion/data/synthetic_volumes.py fusion/data/volume_design.py fusion/data/volume_layout.py fusion/data/vae_variants.py | $(STAMP)
 	$(BIN)/fusion cohort-vae --out $(VAE_DATA) --size small --overwrite
 
 $(VAE_PREPARED): $(VAE_DATA)/manifest.csv
@@ -64,7 +64,7 @@ CCL_PAPER_DATA := data/ccl_paper
 VAE_PAPER_PREPARED := $(VAE_PAPER_DATA)/prepared/index.csv
 CCL_PAPER_MANIFEST := $(CCL_PAPER_DATA)/manifest.csv
 
-$(VAE_PAPER_DATA)/manifest.csv: fusion/data/synthetic_volumes.py | $(STAMP)
+$(VAE_PAPER_DATA)/manifest.csv: fusion/data/synthetic_volumes.py fusion/data/volume_design.py fusion/data/volume_layout.py fusion/data/vae_variants.py | $(STAMP)
 	$(BIN)/fusion cohort-vae --out $(VAE_PAPER_DATA) --size paper --overwrite
 
 $(VAE_PAPER_PREPARED): $(VAE_PAPER_DATA)/manifest.csv
@@ -114,7 +114,12 @@ demo: $(STAMP)
 	@echo; echo "VAE results: runs/demo/vae/results.json  report: runs/demo/vae/report.md"
 	@echo "CCL results: runs/demo/ccl/results.json  report: runs/demo/ccl/report.md"
 
-test: $(STAMP)
+# ruff and mypy read their settings from pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check fusion runners callbacks tests bench examples
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -m "not soak" $(PYTEST_ARGS)
 
 soak: $(STAMP)

@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     from bench.suite import format_table, run_all
 
-    results = run_all(args.out, quick=args.quick, threads=args.threads, log=lambda line: print(line, file=sys.stderr, flush=True))
+    results = run_all(args.out, quick=args.quick, threads=args.threads,
+                      log=lambda line: print(line, file=sys.stderr, flush=True))
     print(format_table(results))
     print(f"\n{args.out / 'results.json'} ({results['meta']['seconds']:.0f} s"
           f"{', quick' if args.quick else ''})")

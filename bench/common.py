@@ -57,7 +57,7 @@ class Sizes:
     overhead_epochs: int = 11
 
     @classmethod
-    def quick(cls) -> "Sizes":
+    def quick(cls) -> Sizes:
         return cls(data_size="tiny", data_subjects=8, train_size="tiny", train_subjects=8, epochs=2, repeats=2,
                    paper_grid=(14, 16, 13), paper_volumes=1, paper_steps=1, pca_subjects=6, ddp_epochs=2,
                    overhead_repeats=1, overhead_epochs=3)

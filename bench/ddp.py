@@ -29,8 +29,8 @@ def _free_port() -> int:
 
 def run_job(logdir: Path, prepared: Path, engine: str, epochs: int, batch_size: int, threads: int) -> list[list[dict]]:
     """Train in a child process; return the per-rank training timings it wrote."""
-    from fusion.io import read_json
     from bench.timed_runner import timing_file
+    from fusion.io import read_json
 
     root = Path(__file__).resolve().parents[1]
     cmd = [sys.executable, "-m", "bench.ddp", "--engine", engine, "--logdir", str(logdir), "--prepared", str(prepared),

@@ -40,10 +40,11 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -118,11 +119,11 @@ class Plan:
     protocol_epochs: int = 100
 
     @classmethod
-    def full(cls, subjects: int = 500) -> "Plan":
+    def full(cls, subjects: int = 500) -> Plan:
         return cls("full", "cuda", "amp_bf16", "paper", 8, subjects, None, None, None, 10, 64, "auto", "cupy", True)
 
     @classmethod
-    def dry(cls, subjects: int = 12) -> "Plan":
+    def dry(cls, subjects: int = 12) -> Plan:
         # fp32: bf16 autocast on a CPU without AVX512-BF16/AMX is ~100x slower than fp32 here
         return cls("dry-run", "cpu", "cpu", "tiny", 4, subjects, "vae_small", 2, 0, 2, 8, "sklearn", "numpy", False,
                    extra=("stage.channels_last=true",))
@@ -172,7 +173,9 @@ def _jittered(base: np.ndarray, rng: np.random.Generator, noise: np.ndarray) -> 
     return out
 
 
-def build_cohort(plan: Plan, workdir: Path, seed: int = 0, log: Callable[[str], None] = print) -> tuple[Path, dict[str, Any]]:
+def build_cohort(
+    plan: Plan, workdir: Path, seed: int = 0, log: Callable[[str], None] = print
+) -> tuple[Path, dict[str, Any]]:
     """The prepared folder of ``plan.subjects`` subjects (see the module docstring), and its timings."""
     import pandas as pd
 
@@ -202,11 +205,13 @@ def build_cohort(plan: Plan, workdir: Path, seed: int = 0, log: Callable[[str], 
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         list(pool.map(write, range(plan.subjects)))
     labels = [int(index["label"].iloc[i % len(bases)]) for i in range(plan.subjects)]
-    pd.DataFrame({"subject_id": ids, "label": labels, "path": [f"{s}.npy" for s in ids]}).to_csv(out / "index.csv", index=False)
+    index_frame = pd.DataFrame({"subject_id": ids, "label": labels, "path": [f"{s}.npy" for s in ids]})
+    index_frame.to_csv(out / "index.csv", index=False)
     meta = fio.read_json(base_dir / "meta.json")
     meta.update(n_subjects=plan.subjects, n_patients=int(sum(labels)), n_controls=plan.subjects - int(sum(labels)),
                 ground_truth=None, manifest=None, dtype="float32",
-                expansion=f"{plan.base_subjects} generated subjects expanded by bench.gpu_check (shift, rescale, noise)")
+                expansion=f"{plan.base_subjects} generated subjects expanded by bench.gpu_check "
+                          "(shift, rescale, noise)")
     meta.pop("scales", None)
     fio.write_json(out / "meta.json", meta)
     shutil.rmtree(workdir / "base", ignore_errors=True)
@@ -329,8 +334,8 @@ def model_step(plan: Plan, model_cfg: dict[str, Any], grid: tuple[int, int, int]
 
 def check_svm(plan: Plan, latents_path: Path) -> dict[str, Any]:
     """cuML's linear SVM against scikit-learn's on the run's latents (train+val fit, test scores)."""
-    from fusion.evaluate.classifiers import LinearSVM, resolve_backend
     from fusion.errors import ConfigError
+    from fusion.evaluate.classifiers import LinearSVM, resolve_backend
 
     data = np.load(latents_path)
     X = data["mu"].reshape(len(data["mu"]), -1)
@@ -356,7 +361,8 @@ def check_svm(plan: Plan, latents_path: Path) -> dict[str, Any]:
                same_predictions=float(np.mean((a > 0) == (b > 0))))
     ok = corr > 0.99 and out["same_predictions"] >= 0.95
     return {"status": "PASS" if ok else "FAIL",
-            "detail": f"cuML vs scikit-learn decision correlation {corr:.4f}, same predictions {out['same_predictions']:.2f}",
+            "detail": f"cuML vs scikit-learn decision correlation {corr:.4f}, "
+                      f"same predictions {out['same_predictions']:.2f}",
             **out}
 
 
@@ -365,7 +371,8 @@ def check_pca(plan: Plan, prepared: Path) -> dict[str, Any]:
     import pandas as pd
 
     from fusion.errors import ConfigError
-    from fusion.evaluate.pca import GramPCA, NpyStackSource, resolve_backend
+    from fusion.evaluate.chunk_sources import NpyStackSource
+    from fusion.evaluate.pca import GramPCA, resolve_backend
 
     index = pd.read_csv(prepared / "index.csv")
     paths = [prepared / p for p in index["path"][: plan.pca_subjects]]
@@ -413,8 +420,8 @@ def summarize(report: dict[str, Any]) -> str:
         lines.append(f"  {key:<10} {part.get('status', '-'):<5} {part.get('detail', '')}")
     epoch, step = report.get("epoch", {}), report.get("model_step", {})
     if "step_seconds" in epoch:
-        lines.append(f"  step time   {epoch['step_seconds'] * 1e3:.1f} ms per step of {epoch['volumes_per_step']} volumes "
-                     f"through the runner; {step.get('step_seconds', float('nan')) * 1e3:.1f} ms model only")
+        lines.append(f"  step time   {epoch['step_seconds'] * 1e3:.1f} ms per step of {epoch['volumes_per_step']} "
+                     f"volumes through the runner; {step.get('step_seconds', float('nan')) * 1e3:.1f} ms model only")
         mfu = report["mfu"]
         if mfu["peak_flop_per_s"] is None:
             lines.append(f"  MFU         n/a: {mfu['peak_source']}")
@@ -422,8 +429,9 @@ def summarize(report: dict[str, Any]) -> str:
             lines.append(f"  MFU         {mfu['runner']:.3f} through the runner, {mfu['model_only']:.3f} model only "
                          f"({step['flop_per_volume'] / 1e9:.1f} GFLOP per volume; peak {mfu['peak_source']})")
         proj = report["protocol"]
-        lines.append(f"  protocol    {_fmt_s(proj['seconds'])} projected for {proj['folds']} folds x {proj['epochs']} epochs "
-                     f"on {report['cohort']['subjects']} subjects ({_fmt_s(proj['epoch_seconds'])} per epoch, "
+        lines.append(f"  protocol    {_fmt_s(proj['seconds'])} projected for {proj['folds']} folds x "
+                     f"{proj['epochs']} epochs on {report['cohort']['subjects']} subjects "
+                     f"({_fmt_s(proj['epoch_seconds'])} per epoch, "
                      f"{_fmt_s(proj['after_training_seconds'])} latents + SVM per fold; no early stopping)")
     lines.append(f"  total       {_fmt_s(report['seconds'])}; details in {report['json']}")
     return "\n".join(lines)
@@ -461,7 +469,8 @@ def run_check(plan: Plan, workdir: Path, out_json: Path, skip_tests: bool = Fals
                                                  report["epoch"]["volumes_per_step"])
         peak, source = bf16_peak(name) if plan.device == "cuda" else (None, "dry run on the CPU: no GPU peak")
         report["mfu"] = {"peak_flop_per_s": peak, "peak_source": source,
-                         "runner": None if peak is None else step["flop_per_step"] / report["epoch"]["step_seconds"] / peak,
+                         "runner": None if peak is None
+                         else step["flop_per_step"] / report["epoch"]["step_seconds"] / peak,
                          "model_only": None if peak is None else step["flop_per_step"] / step["step_seconds"] / peak}
         epoch_s, after_s = report["epoch"]["steady_epoch_seconds"], report["epoch"]["after_training_seconds"]
         report["protocol"] = {"folds": plan.protocol_folds, "epochs": plan.protocol_epochs, "epoch_seconds": epoch_s,
@@ -476,7 +485,8 @@ def run_check(plan: Plan, workdir: Path, out_json: Path, skip_tests: bool = Fals
         report["svm"] = check_svm(plan, Path(report["epoch"]["latents"]))
     report["pca"] = over if time.perf_counter() - started > budget_s else check_pca(plan, prepared)
     report["seconds"] = time.perf_counter() - started
-    report["status"] = "FAIL" if any(report[k]["status"] == "FAIL" for k in ("gpu_tests", "epoch", "svm", "pca")) else "PASS"
+    failed = any(report[k]["status"] == "FAIL" for k in ("gpu_tests", "epoch", "svm", "pca"))
+    report["status"] = "FAIL" if failed else "PASS"
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(report, indent=2, default=str))
     return report
@@ -486,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench/gpu_check.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("--dry-run", action="store_true", help=f"CPU, tiny sizes, same code (also {FORCE_CPU_ENV}=1)")
     parser.add_argument("--subjects", type=int, default=None, help="cohort size (default 500; dry run 12)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the cohort and run go (default: a temporary folder, removed)")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the cohort and run go (default: a temporary folder, removed)")
     parser.add_argument("--out", type=Path, default=Path("runs/gpu_check/gpu_check.json"), help="report JSON")
     parser.add_argument("--skip-tests", action="store_true", help="leave out the GPU tests")
     args = parser.parse_args(argv)

@@ -86,7 +86,8 @@ def mfu(reduced_model: dict[str, Any], reduced_grid: Sequence[int], paper_volume
         f"reduced {reduced['flop_per_s'] / 1e9:.1f} GFLOP/s")
     theory = before["theoretical"]
     return record(paper["flop_per_s"], top["flop_per_s"], numerator_label="paper-size step FLOP/s",
-                  denominator_label=f"fp32 peak FLOP/s ({top['source'].split(':')[0]})", target="<= 1", met=top["ratio"] <= 1,
+                  denominator_label=f"fp32 peak FLOP/s ({top['source'].split(':')[0]})", target="<= 1",
+                  met=top["ratio"] <= 1,
                   note=f"peak = {top['source']}; FLOP counted by torch.utils.flop_counter (Adam not counted); "
                        f"fastest of {paper_steps} step(s)",
                   peak_source=top["source"], peak_capped=top["capped"], threads=threads,

@@ -49,7 +49,8 @@ def _rss_bytes() -> int:
 
 def fit_and_measure(paths: list[Path], n_components: int, chunk_size: int) -> dict[str, float]:
     """Fit GramPCA on the subject files; peak RSS of this process and peak traced allocations."""
-    from fusion.evaluate.pca import GramPCA, NpyStackSource
+    from fusion.evaluate.chunk_sources import NpyStackSource
+    from fusion.evaluate.pca import GramPCA
 
     baseline = _rss_bytes()
     tracemalloc.start()
@@ -81,7 +82,8 @@ def pca_peak(n_subjects: int, dtype: str, chunk_size: int = 32768, threads: int 
         cmd = [sys.executable, "-m", "bench.pca_memory", "--components", str(n_components),
                "--chunk-size", str(chunk_size), *map(str, paths)]
         root = Path(__file__).resolve().parents[1]
-        env = {**os.environ, **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
+        env = {**os.environ,
+               **{k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")},
                "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
         if proc.returncode != 0:

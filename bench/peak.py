@@ -151,8 +151,9 @@ def choose_peak(theoretical: float | None, measured: Sequence[dict[str, float]],
     eligible = [run for run in measured if run["threads"] <= threads]
     best = max(eligible, key=lambda run: run["flop_per_s"]) if eligible else None
     if best is not None and (theoretical is None or best["flop_per_s"] > theoretical):
-        return {"flop_per_s": best["flop_per_s"], "source": f"measured: torch.mm {best['n']}x{best['n']} fp32 on "
-                                                            f"{best['threads']} thread(s), best of sizes {list(MATMUL_SIZES)}"}
+        return {"flop_per_s": best["flop_per_s"],
+                "source": f"measured: torch.mm {best['n']}x{best['n']} fp32 on "
+                          f"{best['threads']} thread(s), best of sizes {list(MATMUL_SIZES)}"}
     if theoretical is None:
         raise ValueError("no peak: neither a clock nor a matmul measurement is available")
     return {"flop_per_s": theoretical, "source": "theoretical: cores x clock x fp32 FLOP/cycle (from the CPU flags)"}

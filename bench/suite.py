@@ -29,6 +29,8 @@ def run_all(out: Path, quick: bool = False, threads: int = 1, log=print) -> dict
             time several times slower, which would distort every ratio.
         log: where progress lines go.
     """
+    import torch
+
     from bench.data_path import loader_vs_train, prepared_vs_niigz
     from bench.ddp import ddp2_vs_1
     from bench.mfu import mfu
@@ -36,7 +38,6 @@ def run_all(out: Path, quick: bool = False, threads: int = 1, log=print) -> dict
     from bench.timed_runner import compose_config
     from bench.training import runner_overhead
     from fusion.io import write_json
-    import torch
 
     logging.getLogger("catalyst").setLevel(logging.WARNING)
     torch.set_num_threads(threads)
@@ -76,7 +77,8 @@ def run_all(out: Path, quick: bool = False, threads: int = 1, log=print) -> dict
         measure("pca_peak_gib", lambda: pca_peak(sizes.pca_subjects, sizes.pca_dtype, threads=threads, log=log))
         measure("ddp2_vs_1", lambda: ddp2_vs_1(tmp / "ddp", train_prepared, sizes, threads=threads, log=log))
     results["meta"] = {"quick": quick, "seconds": time.perf_counter() - started, "seconds_per_benchmark": seconds,
-                       "threads": threads, "load_average": list(os.getloadavg()), "cpus": os.cpu_count(), "sizes": sizes.__dict__,
+                       "threads": threads, "load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
+                       "sizes": sizes.__dict__,
                        "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
     write_json(out / "results.json", results)
     return results
@@ -105,11 +107,13 @@ def format_table(results: dict[str, Any]) -> str:
             sp, ci = d["ratio_spread"], d["median_ratio_ci95"]
             rows.append(("runner_overhead (median)", f"{sp['n']} batch pairs, IQR {sp['q1']:.3f}-{sp['q3']:.3f}",
                          f"range {sp['min']:.3f}-{sp['max']:.3f}, 95% CI {ci[0]:.3f}-{ci[1]:.3f}",
-                         f"{d['median_ratio']:.3f}", entry["target"], "yes" if check_target(d["median_ratio"], entry["target"]) else "NO"))
+                         f"{d['median_ratio']:.3f}", entry["target"],
+                         "yes" if check_target(d["median_ratio"], entry["target"]) else "NO"))
         if key == "mfu":
             red = entry["details"]["reduced"]
             rows.append(("mfu (reduced)", f"{_fmt(red['numerator'])} reduced step FLOP/s",
-                         f"{_fmt(red['denominator'])} {entry['denominator_label']}", f"{red['ratio']:.3f}", "-", "report"))
+                         f"{_fmt(red['denominator'])} {entry['denominator_label']}", f"{red['ratio']:.3f}", "-",
+                         "report"))
         if key == "ddp2_vs_1" and "same_threads" in entry["details"]:
             same = entry["details"]["same_threads"]
             rows.append(("ddp2_vs_1 (same threads)", f"{_fmt(same['numerator'])} {entry['numerator_label']}",

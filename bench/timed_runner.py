@@ -11,7 +11,7 @@ from catalyst.core import IRunner
 from omegaconf import DictConfig
 
 from fusion.io import write_json
-from runners.vae import VAERunner
+from fusion_runners.vae import VAERunner
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -27,7 +27,7 @@ def timing_file(logdir: str | Path, rank: int) -> Path:
 
 
 class TimedVAERunner(VAERunner):
-    """:class:`runners.vae.VAERunner` plus wall-clock and CPU timing of every training loader.
+    """:class:`fusion_runners.vae.VAERunner` plus wall-clock and CPU timing of every training loader.
 
     The clock starts after the runner's and every callback's ``on_loader_start`` are due (Catalyst
     calls the runner first on ``*_start`` events) and stops when every callback's
@@ -110,12 +110,14 @@ class TimedVAERunner(VAERunner):
     def on_loader_end(self, runner: IRunner) -> None:
         seconds = self._bench_wall + time.perf_counter() - self._bench_start
         cpu_seconds = self._bench_cpu + time.process_time() - self._bench_cpu_start
-        self.loader_timings.append({"stage": self.stage_key, "loader": self.loader_key, "epoch": int(self.stage_epoch_step),
-                                    "seconds": seconds, "batches": self._bench_batches})
+        self.loader_timings.append({"stage": self.stage_key, "loader": self.loader_key,
+                                    "epoch": int(self.stage_epoch_step), "seconds": seconds,
+                                    "batches": self._bench_batches})
         if self.is_train_loader:
-            self.train_timings.append({"epoch": int(self.stage_epoch_step), "seconds": seconds, "cpu_seconds": cpu_seconds,
-                                       "batches": self._bench_batches, "samples": self._bench_samples,
-                                       "batch_seconds": self._bench_batch_seconds, "batch_cpu_seconds": self._bench_batch_cpu})
+            self.train_timings.append({"epoch": int(self.stage_epoch_step), "seconds": seconds,
+                                       "cpu_seconds": cpu_seconds, "batches": self._bench_batches,
+                                       "samples": self._bench_samples, "batch_seconds": self._bench_batch_seconds,
+                                       "batch_cpu_seconds": self._bench_batch_cpu})
             write_json(timing_file(self.logdir, getattr(self.engine, "rank", -1)), self.train_timings)
         super().on_loader_end(runner)
 

@@ -94,7 +94,8 @@ class LockstepBareLoop:
         wall, cpu = time.perf_counter(), time.process_time()
         if self._left == 0:
             self._iterator, self._left = iter(loader), len(loader)
-            self.passes.append({"seconds": 0.0, "cpu_seconds": 0.0, "batches": 0, "batch_seconds": [], "batch_cpu_seconds": []})
+            self.passes.append({"seconds": 0.0, "cpu_seconds": 0.0, "batches": 0, "batch_seconds": [],
+                                "batch_cpu_seconds": []})
         batch = next(self._iterator)
         train_step(model, optimizer, batch["volumes"], bool(self.cfg.stage.channels_last), float(self.cfg.loss.beta))
         self._left -= 1
@@ -159,7 +160,8 @@ def runner_overhead(workdir: Path, prepared: Path, sizes: Sizes, log=print) -> d
     batches = 0
     for rep in range(sizes.overhead_repeats):
         # 4 folds: ~60% of the subjects train (2 folds: ~40%), so more batches per epoch
-        cfg = compose_config(workdir / f"overhead_{rep}", prepared, epochs, sizes.batch_size, extra=["folds.n_splits=4"])
+        cfg = compose_config(workdir / f"overhead_{rep}", prepared, epochs, sizes.batch_size,
+                             extra=["folds.n_splits=4"])
         bare = LockstepBareLoop(cfg, prepared, seed=42 + rep)
         timings, train = runner_run(cfg, after_train_batch=bare)
         if len(bare.passes) != len(timings) or any(p["batches"] != t["batches"] for p, t in zip(bare.passes, timings)):
@@ -182,7 +184,8 @@ def runner_overhead(workdir: Path, prepared: Path, sizes: Sizes, log=print) -> d
     ci = median_ci(pair_ratios)
     pooled = runner_cpu / bare_cpu
     log(f"  runner_overhead: pooled {pooled:.4f}, median of {pairs['n']} batch pairs {pairs['median']:.4f} "
-        f"(IQR {pairs['q1']:.3f}-{pairs['q3']:.3f}, 95% CI {ci[0]:.4f}-{ci[1]:.4f}); wall pooled {runner_wall / bare_wall:.4f}")
+        f"(IQR {pairs['q1']:.3f}-{pairs['q3']:.3f}, 95% CI {ci[0]:.4f}-{ci[1]:.4f}); "
+        f"wall pooled {runner_wall / bare_wall:.4f}")
     return record(runner_cpu / batches, bare_cpu / batches, numerator_label="VAERunner CPU s/batch",
                   denominator_label="bare loop CPU s/batch", target=target,
                   met=check_target(pooled, target) and check_target(pairs["median"], target),

@@ -101,7 +101,7 @@ class ActivationMapCallback(Callback):
 
         callbacks:
           activation_maps:
-            _target_: callbacks.activation_maps.ActivationMapCallback
+            _target_: fusion_callbacks.activation_maps.ActivationMapCallback
             target_layers:
               fc: views.fc.features.conv3.relu
               snp: views.snp.features.conv1.relu
@@ -188,7 +188,7 @@ class ActivationMapCallback(Callback):
         """Explain every fold this process ran, then add the recovery block to results.json."""
         if getattr(runner, "exception", None) is not None:
             return
-        from runners.base import is_main_process
+        from fusion_runners.base import is_main_process
 
         if not is_main_process(getattr(runner, "engine", None)):
             return
@@ -216,7 +216,7 @@ class ActivationMapCallback(Callback):
         model.load_state_dict(self._load_weights(stage_dir / self.checkpoint))
         loader = DataLoader(Subset(dataset, subjects.tolist()), batch_size=self.batch_size, shuffle=False)
         device = self.device or default_device()
-        LOGGER.info("activation maps of %s: %d subjects", stage, len(loader.dataset))
+        LOGGER.info("activation maps of %s: %d subjects", stage, len(subjects))
         maps = compute_subject_maps(
             model, loader, self.views, self.view_order, self.n_classes, variant=self.variant,
             upsample_mode=self.upsample_mode, relu_map=self.relu_map, map_class=self.map_class,
@@ -272,10 +272,11 @@ class ActivationMapCallback(Callback):
         train = [int(i) for i in split["train"]]
         out = {}
         for view in views:
-            total = None
+            total: torch.Tensor | None = None
             for i in train:
                 x = dataset[i][view].to(torch.float64)
                 total = x if total is None else total + x
+            assert total is not None  # train is not empty (checked above)
             out[view] = (total / len(train)).to(torch.float32).unsqueeze(0)
         return out
 

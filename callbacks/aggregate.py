@@ -10,7 +10,7 @@ from catalyst.core import Callback, CallbackOrder, CallbackScope
 
 from fusion.evaluate.aggregate import aggregate_results
 from fusion.io import write_json
-from runners.base import is_main_process
+from fusion_runners.base import is_main_process
 
 LOGGER = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class ResultsAggregationCallback(Callback):
             try:
                 stats = self._statistics(runner, logdir)
             except Exception as exc:  # e.g. a sweep finished elsewhere, its prepared folder gone
-                err = exc
+                err: BaseException | None = exc
                 while err is not None and not isinstance(err, InputError):  # Hydra wraps the data error
                     err = err.__cause__ or err.__context__
                 if err is None:

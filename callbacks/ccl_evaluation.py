@@ -14,7 +14,7 @@ from catalyst.core import Callback, CallbackOrder, CallbackScope
 from fusion.devices import unwrap_model
 from fusion.evaluate.ccl_predict import predict
 from fusion.evaluate.ccl_results import METRIC_KEYS
-from runners.base import is_main_process
+from fusion_runners.base import is_main_process
 
 
 class CCLTestEvaluationCallback(Callback):

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from catalyst.core import Callback, CallbackOrder, CallbackScope
 
-from runners.base import fold_stage_name, is_main_process
+from fusion_runners.base import fold_stage_name, is_main_process
 
 
 class CCLSplitCallback(Callback):
@@ -15,8 +15,9 @@ class CCLSplitCallback(Callback):
 
     Without a ``folds`` node: ``repetitions`` stratified holdout splits (``fractions``, default
     the paper's 70/15/15), repetition k drawn with seed ``seed + k``, as stages ``fold_00`` ...
-    Each test set is a fresh stratified draw, so test sets of different repetitions overlap. With ``folds.n_splits``: stratified K-fold
-    (``fusion.data.folds.stratified_folds`` with ``folds.val_fraction`` and ``folds.seed``).
+    Each test set is a fresh stratified draw, so test sets of different repetitions overlap.
+    With ``folds.n_splits``: stratified K-fold (``fusion.data.folds.stratified_folds`` with
+    ``folds.val_fraction`` and ``folds.seed``).
     Every class must appear in each of train/val/test, otherwise an InputError names the part.
 
     Args:
@@ -28,7 +29,7 @@ class CCLSplitCallback(Callback):
     def __init__(self, fractions: tuple[float, float, float] | list[float] = (0.7, 0.15, 0.15),
                  seed: int | None = None, repetitions: int = 1):
         super().__init__(order=CallbackOrder.internal, scope=CallbackScope.experiment)
-        from runners.ccl import split_repetitions
+        from fusion_runners.ccl import split_repetitions
 
         self.fractions = tuple(float(f) for f in fractions)
         self.seed = seed

@@ -41,7 +41,7 @@ class StageCheckpointCallback(CheckpointCallback):
         self.logdir = str(run_logdir / runner.stage_key / self.subdir)
         super().on_stage_start(runner)
 
-    def _save_checkpoint(self, runner: Any, checkpoint: dict, is_best: bool, is_last: bool) -> str:
+    def _save_checkpoint(self, runner: Any, checkpoint: dict, is_best: bool, is_last: bool) -> str | None:
         """Catalyst's full and model-only checkpoints (and their best/last copies), atomically."""
         folder = Path(str(self.logdir))
         folder.mkdir(parents=True, exist_ok=True)
@@ -62,4 +62,4 @@ class StageCheckpointCallback(CheckpointCallback):
                     with atomic_path(folder / f"{name}{extra}.pth", suffix=".pth") as tmp:
                         shutil.copyfile(path, tmp)
             saved = f"{folder}/{suffix}{extra}.pth"
-        return saved  # type: ignore[return-value]
+        return saved  # None only when mode is none of "all", "full", "model" (nothing written)

@@ -10,7 +10,7 @@ from catalyst.core import Callback, CallbackOrder, CallbackScope
 
 from fusion.data.folds import load_folds, save_folds, stratified_folds
 from fusion.errors import ConfigError
-from runners.base import fold_stage_name, is_main_process
+from fusion_runners.base import fold_stage_name, is_main_process
 
 
 class FoldSplitCallback(Callback):
@@ -25,7 +25,7 @@ class FoldSplitCallback(Callback):
     e.g. ``folds.only=3``) is kept when it holds the same folds and subjects; different folds mean
     the directory belongs to another run, which is an error rather than a silent overwrite.
 
-    This callback has ``CallbackScope.experiment``: :class:`runners.base.ConfigRunner` builds it
+    This callback has ``CallbackScope.experiment``: :class:`fusion_runners.base.ConfigRunner` builds it
     once per run; plain Catalyst runners never deliver ``on_experiment_start`` to callbacks.
 
     Args:

@@ -13,7 +13,7 @@ from fusion.devices import unwrap_model
 from fusion.errors import InputError
 from fusion.evaluate.latents import embed_subjects
 from fusion.io import save_npz
-from runners.base import is_main_process
+from fusion_runners.base import is_main_process
 
 
 class LatentExtractionCallback(Callback):

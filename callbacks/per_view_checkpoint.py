@@ -5,7 +5,7 @@ in the loss. Their best epochs differ: on the embedded cohorts the FC view's val
 cross-entropy bottomed out after 2-5 epochs and the SNP view's after 3-11, so any single epoch
 (chosen on the summed loss) leaves one branch under- or over-trained. This callback
 keeps, for every view, the parameters of the epoch where that view's own validation
-cross-entropy (``label_loss_<view>``, logged by ``runners.ccl.CCLRunner``) was lowest, and writes
+cross-entropy (``label_loss_<view>``, logged by ``fusion_runners.ccl.CCLRunner``) was lowest, and writes
 them together as one model checkpoint; training stops when no view has improved for
 ``patience`` epochs.
 """
@@ -21,7 +21,7 @@ from catalyst.core import Callback, CallbackOrder
 from fusion import io
 from fusion.devices import unwrap_model
 from fusion.errors import ConfigError
-from runners.base import is_main_process
+from fusion_runners.base import is_main_process
 
 
 class PerViewCheckpointCallback(Callback):

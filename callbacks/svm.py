@@ -11,13 +11,13 @@ from fusion.errors import InputError
 from fusion.evaluate.classifiers import LinearSVM
 from fusion.evaluate.fold_classification import classify_fold
 from fusion.io import load_npz, save_npz, write_json
-from runners.base import is_main_process
+from fusion_runners.base import is_main_process
 
 
 class SVMClassificationCallback(Callback):
     """At the end of a fold: linear SVM on the latents of its train+val subjects, AUC on its test.
 
-    Reads ``<logdir>/<stage>/latents.npz`` (from :class:`callbacks.latents.LatentExtractionCallback`,
+    Reads ``<logdir>/<stage>/latents.npz`` (from :class:`fusion_callbacks.latents.LatentExtractionCallback`,
     which runs just before), features = the ``54 * l`` concatenated latents of a subject. Writes
     ``<stage>/result.json`` (``auc``, sizes, test subject ids, labels and decision scores) and
     ``<stage>/svm.npz`` (``coef``, ``intercept``). Only the main process writes, once.

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from catalyst.core import Callback, CallbackOrder, CallbackScope
 
 from fusion.errors import FusionError
-from runners.base import is_main_process
+from fusion.workflows.vae_analysis import VAEAnalysisSettings
+from fusion_runners.base import is_main_process
 
 LOGGER = logging.getLogger(__name__)
 
@@ -25,50 +27,17 @@ class VAEAnalysisCallback(Callback):
     trained fold is used.
 
     Args:
-        fold: fold to interpret (the paper uses the first).
-        top_k: modalities summed in the group-difference map.
-        percentile: per-modality threshold percentile of ``|difference|``.
-        tsne_perplexity, tsne_max_iter, tsne_max_subjects, tsne_backend: t-SNE settings.
-        seed: t-SNE seed.
-        batch_size: latents decoded at once.
-        device: torch device for decoding (None: CUDA when present).
-        cut_coords: axial cuts in the brain figures.
-        mask_fraction: brain mask of the data, relative intensity threshold.
+        **settings: the fields of :class:`fusion.workflows.vae_analysis.VAEAnalysisSettings`
+            (fold, top_k, percentile, t-SNE settings, seed, batch_size, device, cut_coords,
+            mask_fraction); an unknown key is an error when the callback is built.
         strict: re-raise analysis errors; otherwise they are logged and written into the report
             (training results are never lost to a failing figure).
         logdir: run folder; None uses ``runner.logdir``.
     """
 
-    def __init__(
-        self,
-        fold: int = 0,
-        top_k: int = 5,
-        percentile: float = 99.0,
-        tsne_perplexity: float = 30.0,
-        tsne_max_iter: int = 1000,
-        tsne_max_subjects: int | None = None,
-        tsne_backend: str = "auto",
-        seed: int = 0,
-        batch_size: int = 8,
-        device: str | None = None,
-        cut_coords: int = 7,
-        mask_fraction: float = 1e-3,
-        strict: bool = False,
-        logdir: str | Path | None = None,
-    ):
+    def __init__(self, strict: bool = False, logdir: str | Path | None = None, **settings: Any):
         super().__init__(order=CallbackOrder.external_extra + 40, scope=CallbackScope.experiment)
-        self.fold = fold
-        self.top_k = top_k
-        self.percentile = percentile
-        self.tsne_perplexity = tsne_perplexity
-        self.tsne_max_iter = tsne_max_iter
-        self.tsne_max_subjects = tsne_max_subjects
-        self.tsne_backend = tsne_backend
-        self.seed = seed
-        self.batch_size = batch_size
-        self.device = device
-        self.cut_coords = cut_coords
-        self.mask_fraction = mask_fraction
+        self.settings = VAEAnalysisSettings(**settings)
         self.strict = strict
         self.logdir = logdir
 
@@ -78,9 +47,9 @@ class VAEAnalysisCallback(Callback):
         trained = [k for k, p in fold_dirs(logdir) if (p / "latents.npz").is_file()]
         if not trained:
             return None
-        if self.fold in trained:
-            return self.fold
-        LOGGER.warning("fold %d has no latents in %s: analysing fold %d", self.fold, logdir, trained[0])
+        if self.settings.fold in trained:
+            return self.settings.fold
+        LOGGER.warning("fold %d has no latents in %s: analysing fold %d", self.settings.fold, logdir, trained[0])
         return trained[0]
 
     @staticmethod
@@ -91,7 +60,8 @@ class VAEAnalysisCallback(Callback):
         from omegaconf import OmegaConf
 
         node = OmegaConf.select(cfg, "model", default=None)
-        return None if node is None else OmegaConf.to_container(node, resolve=True)
+        # to_container of a DictConfig is a dict; omegaconf types it as any container
+        return None if node is None else cast(dict, OmegaConf.to_container(node, resolve=True))
 
     def on_experiment_end(self, runner: Any) -> None:
         """Analyse and write the report, unless the run failed or this is not the main process."""
@@ -107,20 +77,9 @@ class VAEAnalysisCallback(Callback):
         try:
             added = analyze_vae_run(
                 logdir,
-                fold=fold,
+                replace(self.settings, fold=fold),
                 model_config=self._model_config(runner),
                 dataset=getattr(runner, "dataset", None),
-                top_k=self.top_k,
-                percentile=self.percentile,
-                tsne_perplexity=self.tsne_perplexity,
-                tsne_max_iter=self.tsne_max_iter,
-                tsne_max_subjects=self.tsne_max_subjects,
-                tsne_backend=self.tsne_backend,
-                seed=self.seed,
-                batch_size=self.batch_size,
-                device=self.device,
-                cut_coords=self.cut_coords,
-                mask_fraction=self.mask_fraction,
             )
         except FusionError as exc:
             if self.strict:

@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 from fusion.errors import InputError
+
+if TYPE_CHECKING:
+    import matplotlib.figure
+    import pandas
 
 PathLike = str | os.PathLike
 
@@ -75,7 +80,7 @@ def read_json(path: PathLike) -> Any:
         return json.load(f)
 
 
-def write_csv(path: PathLike, frame: "pandas.DataFrame", **kwargs: Any) -> Path:  # noqa: F821
+def write_csv(path: PathLike, frame: pandas.DataFrame, **kwargs: Any) -> Path:
     """Atomically write a pandas DataFrame as CSV (no index unless asked)."""
     kwargs.setdefault("index", False)
     with atomic_path(path, suffix=".csv") as tmp:
@@ -86,7 +91,7 @@ def write_csv(path: PathLike, frame: "pandas.DataFrame", **kwargs: Any) -> Path:
 def save_npz(path: PathLike, **arrays: np.ndarray) -> Path:
     """Atomically write arrays to an uncompressed ``.npz``."""
     with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **cast(dict[str, Any], arrays))  # numpy's stub types **kwds like allow_pickle
     return Path(path)
 
 
@@ -103,7 +108,7 @@ def load_npz(path: PathLike) -> dict[str, np.ndarray]:
         raise InputError(f"{path} cannot be read safely: {err}; expected numeric arrays written by fusion") from err
 
 
-def load_npy(path: PathLike, mmap_mode: str | None = None) -> np.ndarray:
+def load_npy(path: PathLike, mmap_mode: Literal["r+", "r", "w+", "c"] | None = None) -> np.ndarray:
     """Read one ``.npy`` array; object arrays (pickled Python objects) are refused, never unpickled.
 
     Raises:
@@ -159,7 +164,7 @@ def save_nifti(path: PathLike, data: np.ndarray, affine: np.ndarray) -> Path:
     return Path(path)
 
 
-def save_figure(path: PathLike, figure: "matplotlib.figure.Figure", dpi: int = 120) -> Path:  # noqa: F821
+def save_figure(path: PathLike, figure: matplotlib.figure.Figure, dpi: int = 120) -> Path:
     """Atomically save a matplotlib figure as PNG and close it."""
     import matplotlib.pyplot as plt
 

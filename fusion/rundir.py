@@ -131,7 +131,9 @@ _LABEL_KEYS = ("test_labels", "labels", "y_true", "y_test")
 _ID_KEYS = ("test_subject_ids", "test_subjects", "subject_ids", "test_ids")
 
 
-def fold_roc_data(fold_dir: PathLike, latents: Mapping[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+def fold_roc_data(
+    fold_dir: PathLike, latents: Mapping[str, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """``(labels, decision scores)`` of a fold's test subjects from ``fold_XX/result.json``.
 
     Labels are read from the result when stored there, else looked up by test subject id in the

@@ -9,7 +9,7 @@ loss's terms (``label_loss``, ``pair_loss``) and each view's own cross-entropy
 early stopping can monitor the classification term alone, or each view on its own
 (``callbacks.per_view_checkpoint``).
 
-Differences from :class:`runners.base.ConfigRunner`:
+Differences from :class:`fusion_runners.base.ConfigRunner`:
 
 - without a ``folds`` node there is one stage per repetition of the stratified 70/15/15 split
   (``split.repetitions``, stages ``fold_00`` ...; repetition k uses seed ``split.seed + k``), so a
@@ -30,7 +30,7 @@ import torch
 from fusion.errors import ConfigError
 from fusion.losses.collaborative import view_label_losses
 from fusion.models.ccl import mean_of_views
-from runners.base import ConfigRunner, fold_stage_name
+from fusion_runners.base import ConfigRunner, fold_stage_name
 
 
 def split_repetitions(value: Any) -> int:
@@ -63,7 +63,7 @@ class CCLRunner(ConfigRunner):
             return self.all_stages
         return super().stages
 
-    def get_datasets(self, stage: str) -> "OrderedDict[str, Any]":
+    def get_datasets(self, stage: str) -> OrderedDict[str, Any]:
         """Fit imputation and standardisation on this stage's training subjects, then the base
         runner's subsets."""
         split = self.stage_indices.get(stage)

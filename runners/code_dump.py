@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 def _copy_into_place(source: str | os.PathLike, target: Path) -> None:
@@ -66,11 +67,14 @@ def list_packages() -> str:
 
 
 def install() -> None:
-    """Make ``catalyst-dl run --hydra`` use :func:`dump_code` (it imports the experiment folder,
-    this package, before it dumps the code) and :func:`list_packages` for ``pip-packages.txt``."""
-    module = sys.modules.get("catalyst.dl.scripts.hydra_run")
+    """Make ``catalyst-dl run --hydra`` use :func:`dump_code` and :func:`list_packages`.
+
+    Called by :class:`fusion_runners.base.ConfigRunner` when it is built, which the entry point
+    does before it dumps the code and lists the packages; idempotent."""
+    # typed Any: these are Catalyst's modules, whose functions are replaced (mypy forbids it on a ModuleType)
+    module: Any = sys.modules.get("catalyst.dl.scripts.hydra_run")
     if module is not None and getattr(module, "dump_code", None) is not dump_code:
         module.dump_code = dump_code
-    environment = sys.modules.get("catalyst.utils.sys")
+    environment: Any = sys.modules.get("catalyst.utils.sys")
     if environment is not None and getattr(environment, "_list_pip_packages", None) is not list_packages:
         environment._list_pip_packages = list_packages

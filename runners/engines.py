@@ -6,6 +6,9 @@ engines take the dtype from the config (``engine.dtype``), autocast on whatever 
 (CUDA, or the CPU for bfloat16), and keep a ``torch.amp.GradScaler`` only for float16: bfloat16
 has float32's range and trains unscaled. Catalyst runs ``handle_batch`` and the optimizer callback
 inside :meth:`autocast`.
+
+:func:`is_main_process` tells from an engine's rank which process writes the files a run shares
+(run record, resume state, results): one per run, not one per DDP rank.
 """
 
 from __future__ import annotations
@@ -19,6 +22,20 @@ from catalyst.engines import DeviceEngine, DistributedDataParallelEngine
 from fusion.devices import default_device
 from fusion.distributed import node_layout
 from fusion.precision import autocast, autocast_dtype, device_type, needs_grad_scaler
+
+
+def is_main_process(engine: Any) -> bool:
+    """Whether this process should write shared files (once per run, not once per DDP rank).
+
+    True for a non-distributed run, for DDP rank 0, and for the launching process of a DDP run
+    (rank -1) on the first node only.
+    """
+    if engine is None:
+        return True
+    rank = getattr(engine, "rank", -1)
+    if rank == 0:
+        return True
+    return rank < 0 and getattr(engine, "workers_global_rank", 0) == 0
 
 
 class _AutocastMixin:
@@ -145,4 +162,9 @@ def ddp_engine_from_environment(
     return DistributedDataParallelAutocastEngine(dtype=dtype, scaler_kwargs=scaler_kwargs, **settings)
 
 
-__all__ = ["AutocastEngine", "DistributedDataParallelAutocastEngine", "ddp_engine_from_environment"]
+__all__ = [
+    "AutocastEngine",
+    "DistributedDataParallelAutocastEngine",
+    "ddp_engine_from_environment",
+    "is_main_process",
+]

@@ -57,7 +57,7 @@ class StageCSVLogger(ILogger):
                         rows = list(csv.reader(old))
                     if rows and rows[0] == ["epoch", *columns]:
                         kept = [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) < stage_epoch_step]
-                handle = open(path, "w", newline="")
+                handle: TextIO = open(path, "w", newline="")
                 writer = csv.writer(handle)
                 writer.writerow(["epoch", *columns])
                 writer.writerows(kept)
@@ -113,12 +113,12 @@ class StageTensorboardLogger(ILogger):
         """Event folder of one stage and loader (or the ``epoch`` run)."""
         return self.logdir / str(stage_key) / self.subdir / run
 
-    def _writer(self, stage_key: str, run: str, first_epoch: int):
+    def _writer(self, stage_key: str | None, run: str, first_epoch: int) -> Any:
         key = (str(stage_key), run)
         if key not in self._writers:
             from tensorboardX import SummaryWriter
 
-            folder = self.folder(stage_key, run)
+            folder = self.folder(key[0], run)
             folder.mkdir(parents=True, exist_ok=True)
             # Batch steps are not epochs: purging by epoch would drop them, so only epoch logs purge.
             purge = first_epoch if first_epoch > 1 and not self.log_batch_metrics else None

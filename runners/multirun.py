@@ -79,7 +79,11 @@ class FoldResultsCallback(Callback):
             if not any(logdir.glob("fold_*/result.json")):
                 LOGGER.info("fold results: no fold_*/result.json under %s, nothing to aggregate", logdir)
                 continue
-            finish_run_folder(OmegaConf.load(job_config))
+            job = OmegaConf.load(job_config)
+            if not isinstance(job, DictConfig):
+                LOGGER.warning("fold results: %s is not a mapping, %s left as it is", job_config, logdir)
+                continue
+            finish_run_folder(job)
 
 
 __all__ = ["FoldResultsCallback", "finish_run_folder", "shared_run_folders"]

@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from fusion.errors import ConfigError
 from fusion.losses.vae_elbo import elbo, kl_warmup
-from runners.base import ConfigRunner
+from fusion_runners.base import ConfigRunner
 
 
 class VAERunner(ConfigRunner):
@@ -22,11 +22,13 @@ class VAERunner(ConfigRunner):
     the negative ELBO (``loss.beta`` weighs the KL term); ``loss``, ``recon`` and ``kl`` go to
     ``batch_metrics`` (``OptimizerCallback(metric_key="loss")`` steps on ``loss``).
 
-    Config keys besides the base runner's: ``loss`` (``beta``, ``kl_warmup_epochs``), ``svm`` and ``latents`` (read by the
-    callbacks through interpolation). ``model.in_shape: null`` takes the prepared data's grid.
+    Config keys besides the base runner's: ``loss`` (``beta``, ``kl_warmup_epochs``), ``svm`` and
+    ``latents`` (read by the callbacks through interpolation). ``model.in_shape: null`` takes the
+    prepared data's grid.
     """
 
     config_keys = ConfigRunner.config_keys | {"loss", "svm", "latents", "confounds", "statistics"}
+    _dataset: Any  # set to None by ConfigRunner; the prepared cohort once :attr:`dataset` built it
 
     @property
     def beta(self) -> float:
@@ -59,16 +61,21 @@ class VAERunner(ConfigRunner):
             expected = None
             if node is not None and "voxel_size" in node:
                 expected = node.voxel_size
-                node = OmegaConf.create({k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k != "voxel_size"})
+                settings = OmegaConf.to_container(node, resolve=True)
+                if not isinstance(settings, dict):
+                    raise ConfigError(f"config key 'data' must be a mapping, got {settings!r}")
+                node = OmegaConf.create({k: v for k, v in settings.items() if k != "voxel_size"})
             if node is None:
                 raise ConfigError("config key 'data' (the dataset node with a _target_) is required")
             dataset = instantiate(node)
             found = (getattr(dataset, "meta", None) or {}).get("voxel_size")
             if expected is not None and (found is None or abs(float(found) - float(expected)) > 1e-6):
+                prepared_at = "its input grid (no --voxel-size)" if found is None else f"{found} mm"
                 raise ConfigError(
-                    f"data.voxel_size is {expected} mm but the prepared folder {getattr(dataset, 'prepared_dir', '?')} "
-                    f"was prepared at {'its input grid (no --voxel-size)' if found is None else f'{found} mm'}; rerun "
-                    f"`fusion prepare --voxel-size {expected}` or set data.voxel_size={found if found is not None else 'null'}")
+                    f"data.voxel_size is {expected} mm but the prepared folder "
+                    f"{getattr(dataset, 'prepared_dir', '?')} was prepared at {prepared_at}; rerun "
+                    f"`fusion prepare --voxel-size {expected}` or set "
+                    f"data.voxel_size={found if found is not None else 'null'}")
             self._dataset = dataset
         return self._dataset
 

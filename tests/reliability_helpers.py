@@ -61,7 +61,9 @@ class PauseAtBatch(Callback):
         if (runner.stage_key == self.stage and runner.stage_epoch_step == self.epoch
                 and runner.is_train_loader and runner.loader_batch_step == self.batch
                 and not self.marker.exists()):
-            self.marker.write_text(f"{runner.stage_key} epoch {runner.stage_epoch_step} batch {runner.loader_batch_step}\n")
+            self.marker.write_text(
+                f"{runner.stage_key} epoch {runner.stage_epoch_step} batch {runner.loader_batch_step}\n"
+            )
             time.sleep(self.seconds)
 
 

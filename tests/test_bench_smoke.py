@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_record_ratio_and_target():
-    entry = record(3.0, 2.0, numerator_label="a", denominator_label="b", target=">= 1.4", met=check_target(1.5, ">= 1.4"))
+    entry = record(3.0, 2.0, numerator_label="a", denominator_label="b", target=">= 1.4",
+                   met=check_target(1.5, ">= 1.4"))
     assert entry["ratio"] == pytest.approx(1.5) and entry["met"] is True
     assert check_target(1.06, "<= 1.05") is False and check_target(1.05, "<= 1.05") is True
     with pytest.raises(ValueError, match="non-zero denominator"):
@@ -126,7 +127,8 @@ def test_quick_bench_writes_every_figure(tmp_path):
     sp = d["ratio_spread"]
     assert sp["min"] <= sp["q1"] <= d["median_ratio"] <= sp["q3"] <= sp["max"] and sp["n"] == len(d["ratio_per_pair"])
     assert d["median_ratio_ci95"][0] <= d["median_ratio"] <= d["median_ratio_ci95"][1]
-    assert over["met"] == (check_target(over["ratio"], over["target"]) and check_target(d["median_ratio"], over["target"]))
+    assert over["met"] == (check_target(over["ratio"], over["target"])
+                           and check_target(d["median_ratio"], over["target"]))
     assert d["timed_batches_per_side"] == sp["n"]
     # the counted FLOP of a VAE step: the encoder's first convolution alone is 2*27*k^3 MAC-FLOP per output voxel
     paper = results["mfu"]["details"]["paper"]

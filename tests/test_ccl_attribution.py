@@ -57,7 +57,8 @@ def test_integrated_gradients_add_up_to_the_score_change():
     att = integrated_gradients(model, (fc, snp), (1, 0), 1, baseline, steps=256)
     with torch.no_grad():
         change = model(fc, snp)[:, 1, 0] - model(fc, baseline.expand_as(snp))[:, 1, 0]
-    torch.testing.assert_close(att.sum(dim=(1, 2)), change, atol=1e-2 * float(change.abs().max()), rtol=0)  # quadrature error at ReLU kinks
+    # atol: quadrature error at ReLU kinks
+    torch.testing.assert_close(att.sum(dim=(1, 2)), change, atol=1e-2 * float(change.abs().max()), rtol=0)
     # the FC input is not attributed, and a constant reference of 0 is the default
     zero = integrated_gradients(model, (fc, snp), (1, 0), 1, None, steps=4)
     torch.testing.assert_close(zero, integrated_gradients(model, (fc, snp), (1, 0), 1, 0.0, steps=4))
@@ -203,7 +204,7 @@ def _fake_runner(tmp_path, model):
 
 
 def test_per_view_checkpoint_keeps_each_views_best_epoch(tmp_path):
-    from callbacks.per_view_checkpoint import PerViewCheckpointCallback
+    from fusion_callbacks.per_view_checkpoint import PerViewCheckpointCallback
 
     model = small_model()
     runner = _fake_runner(tmp_path, model)
@@ -236,7 +237,7 @@ def test_per_view_checkpoint_keeps_each_views_best_epoch(tmp_path):
 
 
 def test_per_view_checkpoint_survives_a_resume(tmp_path):
-    from callbacks.per_view_checkpoint import PerViewCheckpointCallback
+    from fusion_callbacks.per_view_checkpoint import PerViewCheckpointCallback
 
     model = small_model()
     runner = _fake_runner(tmp_path, model)
@@ -263,7 +264,7 @@ def test_per_view_checkpoint_survives_a_resume(tmp_path):
 
 
 def test_per_view_checkpoint_needs_one_metric_per_view(tmp_path):
-    from callbacks.per_view_checkpoint import PerViewCheckpointCallback
+    from fusion_callbacks.per_view_checkpoint import PerViewCheckpointCallback
 
     runner = _fake_runner(tmp_path, small_model())
     cb = PerViewCheckpointCallback()

@@ -232,7 +232,8 @@ def test_sizes_inferred_from_the_data_and_checked_across_subjects(tmp_path):
     np.testing.assert_array_equal(info.genotypes, explicit.genotypes)
     assert info.subject_ids == explicit.subject_ids
     np.save(tmp_path / "fc" / "s17.npy", np.zeros((R + 2, R + 2), np.float32))
-    with pytest.raises(InputError, match=r"subject 's17'.*expected 12 x 12 ROIs \(inferred from subject 's00'\), got 14 x 14"):
+    with pytest.raises(InputError,
+                       match=r"subject 's17'.*expected 12 x 12 ROIs \(inferred from subject 's00'\), got 14 x 14"):
         load_ccl_manifest(tsv, n_rois=None, n_snps=None)
     with pytest.raises(InputError, match=r"genotypes .*genotypes.csv: expected 750 SNPs \(n_snps\), got 20"):
         load_ccl_manifest(manifest, n_rois=R, n_snps=750)

@@ -116,7 +116,7 @@ def test_analysis_writes_tables_and_recovery(tmp_path):
 
 @pytest.mark.slow
 def test_callback_explains_each_fold_and_adds_recovery(tmp_path):
-    from callbacks.activation_maps import ActivationMapCallback
+    from fusion_callbacks.activation_maps import ActivationMapCallback
 
     data = ToyCohort()
     model = small_model()
@@ -156,8 +156,8 @@ def test_callback_explains_each_fold_and_adds_recovery(tmp_path):
 
 
 def test_callback_rejects_unknown_views_and_missing_checkpoints(tmp_path):
-    from callbacks.activation_maps import ActivationMapCallback
     from fusion.errors import ConfigError, InputError
+    from fusion_callbacks.activation_maps import ActivationMapCallback
 
     with pytest.raises(ConfigError, match="not one of the inputs"):
         ActivationMapCallback({"mri": "x"})
@@ -212,7 +212,7 @@ def test_map_kinds_per_view_compute_only_what_is_asked():
 
 
 def test_callback_kinds_follow_each_views_significance_map():
-    from callbacks.activation_maps import ActivationMapCallback
+    from fusion_callbacks.activation_maps import ActivationMapCallback
 
     callback = ActivationMapCallback(LAYERS, significance_maps={"fc": "guided_gradcam", "snp": "gradient"})
     assert callback.kinds == {"fc": ["gradcam", "guided_gradcam"],
@@ -225,8 +225,8 @@ def test_callback_kinds_follow_each_views_significance_map():
     ("all", list(range(12))),
 ])
 def test_callback_subjects_from_split_parts(loader_key, expected):
-    from callbacks.activation_maps import ActivationMapCallback
     from fusion.errors import ConfigError
+    from fusion_callbacks.activation_maps import ActivationMapCallback
 
     split = {"train": np.arange(6), "valid": np.arange(6, 8), "test": np.arange(8, 12)}
     callback = ActivationMapCallback(LAYERS, loader_key=loader_key)

@@ -56,7 +56,8 @@ def test_fc_kernels_paddings_pools_follow_table_iv():
     convs = [net.features[k].conv for k in range(4)]
     assert [c.kernel_size for c in convs] == [(7, 7), (5, 5), (3, 3), (11, 11)]
     assert [c.padding for c in convs] == [(3, 3), (2, 2), (1, 1), (0, 0)]
-    assert [getattr(net.features[k], "pool", None) and net.features[k].pool.kernel_size for k in range(4)] == [2, 4, 3, None]
+    pools = [getattr(net.features[k], "pool", None) and net.features[k].pool.kernel_size for k in range(4)]
+    assert pools == [2, 4, 3, None]
     snp = SNPNet()
     assert [snp.features[k].conv.kernel_size for k in range(3)] == [(31,), (31,), (15,)]
 

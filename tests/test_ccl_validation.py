@@ -65,7 +65,7 @@ def test_standardisation_is_fitted_on_training_subjects_only(tmp_path):
 
 # ---------------------------------------------------------------- repeated splits
 def test_repeated_splits_are_disjoint_stratified_and_differ(tmp_path):
-    from callbacks.ccl_split import CCLSplitCallback
+    from fusion_callbacks.ccl_split import CCLSplitCallback
 
     labels = np.array([0] * 40 + [1] * 20)
     runner = SimpleNamespace(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from runners.code_dump import dump_code, install
+from fusion_runners.code_dump import dump_code, install
 
 
 def test_dump_code_copies_catalyst_and_the_experiment_folder(tmp_path):
@@ -26,7 +26,7 @@ def test_concurrent_dumps_into_one_logdir_all_succeed(tmp_path):
         try:
             for _ in range(3):
                 dump_code(tmp_path, expdir)
-        except BaseException as err:  # noqa: BLE001 - collected for the assertion
+        except BaseException as err:  # collected for the assertion
             errors.append(err)
 
     threads = [threading.Thread(target=job) for _ in range(4)]

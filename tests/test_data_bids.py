@@ -35,8 +35,10 @@ def _bids_fixture(root: Path) -> tuple[Path, pd.DataFrame]:
         anat = derivatives / f"{sub}/{session}anat"
         func.mkdir(parents=True)
         anat.mkdir(parents=True)
-        shutil.copyfile(manifest.parent / row["icn_path"], func / f"{sub}{ses}_task-rest_desc-neuromark_components.nii.gz")
-        shutil.copyfile(manifest.parent / row["smri_path"], anat / f"{sub}{ses}_space-MNI152NLin6Asym_label-GM_probseg.nii.gz")
+        shutil.copyfile(manifest.parent / row["icn_path"],
+                        func / f"{sub}{ses}_task-rest_desc-neuromark_components.nii.gz")
+        shutil.copyfile(manifest.parent / row["smri_path"],
+                        anat / f"{sub}{ses}_space-MNI152NLin6Asym_label-GM_probseg.nii.gz")
     participants = pd.DataFrame({
         "participant_id": cohort["subject_id"],
         "age": cohort["age"],
@@ -59,7 +61,9 @@ def test_bids_derivatives_to_prepared_folder(tmp_path: Path, capsys: pytest.Capt
     assert table["subject_id"].tolist() == cohort["subject_id"].tolist()
     assert table["label"].tolist() == ["1" if v == "patient" else "0" for v in cohort["label"]]
     assert table["age"].tolist() == cohort["age"].tolist()
-    assert table.loc[1, "icn_path"].endswith("sub-0002/ses-2/func/sub-0002_ses-2_task-rest_desc-neuromark_components.nii.gz")
+    assert table.loc[1, "icn_path"].endswith(
+        "sub-0002/ses-2/func/sub-0002_ses-2_task-rest_desc-neuromark_components.nii.gz"
+    )
 
     prepared = tmp_path / "study" / "prepared"
     assert fusion_main(["prepare", "--manifest", str(out), "--out", str(prepared), "--no-progress"]) == 0

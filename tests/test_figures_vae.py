@@ -132,8 +132,8 @@ def test_vae_analyze_writes_its_own_report_unless_told(tmp_path, monkeypatch):
 
     calls = []
 
-    def fake(logdir, **kwargs):
-        calls.append(kwargs)
+    def fake(logdir, settings, **kwargs):
+        calls.append({**kwargs, "seed": settings.seed})
         return {"analysis": {"skipped": {}}}
 
     monkeypatch.setattr(vae_report, "analyze_vae_run", fake)

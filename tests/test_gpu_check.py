@@ -96,7 +96,7 @@ def test_full_plan_is_the_paper_config_in_bf16(tmp_path):
     cfg = gpu_check.compose_paper(plan, tmp_path / "prepared", tmp_path / "run")
     assert list(cfg.model.channels) == [64, 128, 256, 512] and list(cfg.model.head_channels) == [32, 16]
     assert cfg.model.latent_dim == 128 and cfg.stage.batch_size == 2 and cfg.folds.n_splits == 10
-    assert cfg.engine._target_ == "runners.engines.AutocastEngine" and cfg.engine.dtype == "bfloat16"
+    assert cfg.engine._target_ == "fusion_runners.engines.AutocastEngine" and cfg.engine.dtype == "bfloat16"
     assert cfg.engine.device == "cuda:0"
     assert cfg.folds.only == 0 and cfg.stage.num_epochs == 1 and cfg.svm.backend == "auto"
     assert cfg.runner._target_ == "bench.timed_runner.TimedVAERunner"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from runners.loggers import TENSORBOARD_EPOCH_RUN, StageTensorboardLogger
+from fusion_runners.loggers import TENSORBOARD_EPOCH_RUN, StageTensorboardLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,12 +89,12 @@ def test_configs_turn_tensorboard_on_with_one_folder_per_fold():
         for name in ("vae", "ccl", "vae_paper", "ccl_paper"):
             cfg = compose(name, overrides=["logdir=runs/x"])
             node = cfg.loggers.tensorboard
-            assert node["_target_"] == "runners.loggers.StageTensorboardLogger", name
+            assert node["_target_"] == "fusion_runners.loggers.StageTensorboardLogger", name
             assert node.logdir == "runs/x"
 
 
 def test_package_list_is_the_running_interpreters():
-    from runners.code_dump import list_packages
+    from fusion_runners.code_dump import list_packages
 
     text = list_packages()
     lines = text.splitlines()
@@ -108,7 +108,7 @@ def test_package_list_is_the_running_interpreters():
 def test_catalyst_dump_environment_writes_our_package_list(tmp_path):
     import catalyst.utils.sys as environment
 
-    from runners.code_dump import install, list_packages
+    from fusion_runners.code_dump import install, list_packages
 
     install()
     assert environment._list_pip_packages is list_packages
@@ -123,7 +123,7 @@ def test_ccl_runner_has_no_criterion_callback_warning():
     computes its loss in handle_batch, so it drops that one warning and keeps the others."""
     from catalyst.core import IRunner
 
-    from runners.ccl import CCLRunner
+    from fusion_runners.ccl import CCLRunner
 
     def runner(cls):
         obj = cls.__new__(cls)

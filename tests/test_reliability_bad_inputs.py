@@ -16,8 +16,8 @@ import contextlib
 import io
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import nibabel as nib
 import numpy as np
@@ -266,7 +266,8 @@ VAE_RUN_CASES: dict[str, tuple[Callable[[Path, Path], list[str]], list[str], lis
                                             ["class 0 (control) has 12 subject(s), fewer than n_splits=13"]),
     "prepared_index_lists_a_missing_array": (_drop_array, [],
                                              ["1 subject file(s) listed in index.csv are missing", "sub-0003.npy"]),
-    "prepared_array_with_pickled_objects": (_pickled_array, [], ["sub-0004.npy", "subject 'sub-0004'", "cannot be read"]),
+    "prepared_array_with_pickled_objects": (_pickled_array, [],
+                                            ["sub-0004.npy", "subject 'sub-0004'", "cannot be read"]),
     "splits_for_other_subjects_in_logdir": (_other_subjects_splits, [],
                                             ["splits.json was made for other subjects", "other-00"]),
     "logdir_under_a_file": (lambda l, p: [], ["logdir={tmp}/blocker/run"],
@@ -441,7 +442,8 @@ def test_catalyst_dl_entry_point_exits_non_zero(ccl_cohort: Path, tmp_path: Path
     """The real ``catalyst-dl run --hydra`` entry point: a config error before the run starts and a
     data error during it both end with exit code 1 and the message on stderr."""
     prepared = cached_prepared(24, True)
-    code, err = catalyst_dl("vae", [f"logdir={tmp_path / 'vae'}", f"data.prepared_dir={prepared}", "+stage.num_epoch=3"])
+    code, err = catalyst_dl("vae", [f"logdir={tmp_path / 'vae'}", f"data.prepared_dir={prepared}",
+                                    "+stage.num_epoch=3"])
     assert code == 1
     assert "ConfigError" in err and "unknown config key(s) ['stage.num_epoch']" in err
     assert not (tmp_path / "vae" / "configs").exists()  # refused before catalyst-dl dumps anything

@@ -18,7 +18,7 @@ import torch
 from reliability_helpers import TINY_VAE, run_config
 
 from fusion.data.testing import cached_prepared, folder_digest
-from runners.base import RUN_METADATA
+from fusion_runners.base import RUN_METADATA
 
 ROOT = Path(__file__).resolve().parents[1]
 CATALYST_DL = Path(sys.executable).parent / "catalyst-dl"

@@ -74,7 +74,7 @@ def test_io_load_checkpoint_refuses_with_a_clear_error(tmp_path: Path, marker: P
 
 
 def test_latent_extraction_refuses_a_poisoned_checkpoint(tmp_path: Path, marker: Path) -> None:
-    from callbacks.latents import LatentExtractionCallback
+    from fusion_callbacks.latents import LatentExtractionCallback
 
     _poisoned_checkpoint(tmp_path / "fold_00" / "checkpoints" / "best.pth", marker)
     runner = SimpleNamespace(logdir=tmp_path, stage_key="fold_00", engine=DeviceEngine("cpu"),
@@ -85,7 +85,7 @@ def test_latent_extraction_refuses_a_poisoned_checkpoint(tmp_path: Path, marker:
 
 
 def test_ccl_evaluation_refuses_a_poisoned_checkpoint(tmp_path: Path, marker: Path) -> None:
-    from callbacks.ccl_evaluation import CCLTestEvaluationCallback
+    from fusion_callbacks.ccl_evaluation import CCLTestEvaluationCallback
 
     _poisoned_checkpoint(tmp_path / "fold_00" / "checkpoints" / "best.pth", marker)
     runner = SimpleNamespace(logdir=tmp_path, stage_key="fold_00", engine=DeviceEngine("cpu"),
@@ -96,7 +96,7 @@ def test_ccl_evaluation_refuses_a_poisoned_checkpoint(tmp_path: Path, marker: Pa
 
 
 def test_resume_state_with_a_payload_is_refused(tmp_path: Path, marker: Path) -> None:
-    from runners.base import ConfigRunner
+    from fusion_runners.base import ConfigRunner
 
     class Runner(ConfigRunner):
         def handle_batch(self, batch):  # pragma: no cover - never trains here

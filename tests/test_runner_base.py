@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import Dataset
 
 from fusion.errors import ConfigError
-from runners.base import ConfigRunner, fold_stage_name, is_main_process
+from fusion_runners.base import ConfigRunner, fold_stage_name, is_main_process
 
 
 class ToyCohort(Dataset):
@@ -69,7 +69,7 @@ def _config(tmp_path: Path, **extra) -> dict:
         "logdir": str(tmp_path / "run"),
         "args": {"seed": 7},
         "engine": {"_target_": "catalyst.engines.DeviceEngine", "device": "cpu"},
-        "loggers": {"csv": {"_target_": "runners.loggers.StageCSVLogger", "logdir": str(tmp_path / "run")}},
+        "loggers": {"csv": {"_target_": "fusion_runners.loggers.StageCSVLogger", "logdir": str(tmp_path / "run")}},
         "data": {"_target_": "test_runner_base.ToyCohort", "n": 24},
         "model": {"_target_": "torch.nn.Linear", "in_features": 4, "out_features": 1},
         "folds": {"n_splits": 3, "only": None},
@@ -82,7 +82,7 @@ def _config(tmp_path: Path, **extra) -> dict:
             "split": {"_target_": "test_runner_base.AlternatingSplit", "n_splits": 3},
             "optimizer": {"_target_": "catalyst.callbacks.OptimizerCallback", "metric_key": "loss"},
             "checkpoint": {
-                "_target_": "callbacks.checkpoint.StageCheckpointCallback",
+                "_target_": "fusion_callbacks.checkpoint.StageCheckpointCallback",
                 "logdir": str(tmp_path / "run"),
                 "loader_key": "valid",
                 "metric_key": "loss",
@@ -205,6 +205,18 @@ def test_is_main_process():
 
     assert is_main_process(Rank(0)) and not is_main_process(Rank(1))
     assert not is_main_process(Rank(-1, first=2))  # launcher of a second node
+
+
+def test_names_imported_from_base_stay_there():
+    """Callbacks, subclasses and tests import these from ``fusion_runners.base``; the config checks
+    and the resume logic live in modules of their own."""
+    import fusion_runners.base as base
+    from fusion_runners.resume import RUN_METADATA, ResumeMixin
+
+    assert base.RUN_METADATA == RUN_METADATA == "run_metadata.json"
+    assert issubclass(base.ConfigRunner, ResumeMixin)
+    assert base.fold_stage_name(3) == "fold_03"
+    assert base.is_main_process(None)
 
 
 def test_config_from_omegaconf_keeps_interpolations(tmp_path):

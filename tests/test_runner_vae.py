@@ -17,15 +17,15 @@ from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import SVC
 
-from callbacks.aggregate import ResultsAggregationCallback
-from callbacks.folds import FoldSplitCallback
-from callbacks.latents import LatentExtractionCallback
-from callbacks.svm import SVMClassificationCallback
 from fusion.errors import ConfigError, InputError
 from fusion.evaluate.aggregate import aggregate_results
 from fusion.losses.vae_elbo import elbo
 from fusion.models.vae import MultimodalVAE
-from runners.vae import VAERunner
+from fusion_callbacks.aggregate import ResultsAggregationCallback
+from fusion_callbacks.folds import FoldSplitCallback
+from fusion_callbacks.latents import LatentExtractionCallback
+from fusion_callbacks.svm import SVMClassificationCallback
+from fusion_runners.vae import VAERunner
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 GRID = (6, 7, 5)

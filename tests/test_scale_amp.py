@@ -64,7 +64,7 @@ def test_cpu_autocast_runs_convolutions_in_bf16_and_sums_in_fp32():
     ],
 )
 def test_amp_engine_configs_resolve(overrides, cls, dtype, device, scaler):
-    import runners.engines as engines
+    import fusion_runners.engines as engines
 
     cfg = _engine_cfg(overrides)
     engine = instantiate(cfg)  # constructing touches no GPU
@@ -117,7 +117,7 @@ def _fp32_loss(device: str) -> torch.Tensor:
 
 
 def test_bf16_training_step_on_cpu_is_finite_and_close_to_fp32():
-    from runners.engines import AutocastEngine
+    from fusion_runners.engines import AutocastEngine
 
     recon, loss, model, before = _engine_step(AutocastEngine("cpu", "bfloat16"), "cpu")
     assert recon.dtype == torch.bfloat16  # the decoder really ran in bf16
@@ -160,7 +160,7 @@ def test_vae_runner_trains_a_fold_with_engine_amp_cpu(tmp_path):
     """Catalyst wraps handle_batch and the optimizer callback in the engine's bf16 autocast."""
     from omegaconf import OmegaConf
 
-    from runners.vae import VAERunner
+    from fusion_runners.vae import VAERunner
 
     engine = OmegaConf.to_container(_engine_cfg(["engine=amp_cpu"]))
     cfg = {
@@ -172,7 +172,7 @@ def test_vae_runner_trains_a_fold_with_engine_amp_cpu(tmp_path):
         "stage": {"num_epochs": 2, "batch_size": 2,
                   "optimizer": {"_target_": "torch.optim.Adam", "lr": 1e-3}},
         "callbacks": {
-            "folds": {"_target_": "callbacks.folds.FoldSplitCallback", "n_splits": 2,
+            "folds": {"_target_": "fusion_callbacks.folds.FoldSplitCallback", "n_splits": 2,
                       "val_fraction": 0.25, "seed": 0, "logdir": str(tmp_path)},
             "optimizer": {"_target_": "catalyst.callbacks.OptimizerCallback", "metric_key": "loss"},
         },
@@ -191,7 +191,7 @@ def test_vae_runner_trains_a_fold_with_engine_amp_cpu(tmp_path):
 def test_fp16_training_step_on_cuda_uses_the_scaler():
     if not torch.cuda.is_available():
         pytest.skip("float16 autocast training needs a CUDA device")
-    from runners.engines import AutocastEngine
+    from fusion_runners.engines import AutocastEngine
 
     engine = AutocastEngine("cuda:0", "float16", scaler_kwargs={"init_scale": 2.0**10})
     recon, loss, model, before = _engine_step(engine, "cuda:0")

@@ -195,7 +195,7 @@ class _Cohort(torch.utils.data.Dataset):
 
 
 def _rank_runner(tmp_path: Path, dataset, stage_indices: dict, rank: int):
-    from runners.vae import VAERunner
+    from fusion_runners.vae import VAERunner
 
     cfg = OmegaConf.create({
         "logdir": str(tmp_path), "args": {"seed": 42}, "folds": {"n_splits": 3},
@@ -219,7 +219,7 @@ def _shard(loader, epoch: int) -> list[int]:
 
 @pytest.mark.parametrize("n_subjects", [30, 31])
 def test_runner_distributed_sampler_shards_each_fold(tmp_path, n_subjects):
-    from callbacks.folds import FoldSplitCallback
+    from fusion_callbacks.folds import FoldSplitCallback
 
     dataset = _Cohort(n_subjects)
     holder = SimpleNamespace(logdir=tmp_path, dataset=dataset, engine=None, stage_indices={})

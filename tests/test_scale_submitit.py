@@ -132,7 +132,7 @@ def _fake_sweep(sweep: Path, logdirs: list[Path]) -> None:
 
 def test_fold_results_callback_completes_a_partial_summary(tmp_path):
     """The multirun-end callback alone: a summary written when one fold was missing is redone."""
-    from runners.multirun import FoldResultsCallback, shared_run_folders
+    from fusion_runners.multirun import FoldResultsCallback, shared_run_folders
 
     logdir = tmp_path / "run"
     for fold, auc in ((0, 0.6), (1, 0.9)):
@@ -151,7 +151,7 @@ def test_fold_results_callback_completes_a_partial_summary(tmp_path):
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
         cfg = compose("vae", overrides=["hydra/launcher=local", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
                       return_hydra_config=True)
-    assert cfg.hydra.callbacks.fold_results._target_ == "runners.multirun.FoldResultsCallback"
+    assert cfg.hydra.callbacks.fold_results._target_ == "fusion_runners.multirun.FoldResultsCallback"
     FoldResultsCallback(enabled=False).on_multirun_end(cfg)
     assert json.loads((logdir / "results.json").read_text()) == stale
     FoldResultsCallback().on_multirun_end(cfg)

@@ -60,12 +60,14 @@ def test_decoded_difference_is_decode_of_patient_centre_minus_decode_of_control_
     np.testing.assert_allclose(diff, p - c, atol=1e-6)
     assert np.abs(diff).max() > 0
     # A subset of modalities, in the order asked for.
-    np.testing.assert_allclose(decoded_group_difference(tiny_vae, mu, labels, modalities=[2, 0]), diff[[2, 0]], atol=1e-6)
+    np.testing.assert_allclose(decoded_group_difference(tiny_vae, mu, labels, modalities=[2, 0]), diff[[2, 0]],
+                               atol=1e-6)
 
 
 def test_decode_latents_batches_do_not_change_the_result(tiny_vae):
     z = np.random.default_rng(2).normal(size=(5, 6))
-    np.testing.assert_allclose(decode_latents(tiny_vae, z, batch_size=1), decode_latents(tiny_vae, z, batch_size=5), atol=1e-6)
+    np.testing.assert_allclose(decode_latents(tiny_vae, z, batch_size=1), decode_latents(tiny_vae, z, batch_size=5),
+                               atol=1e-6)
 
 
 def test_group_difference_needs_both_groups():

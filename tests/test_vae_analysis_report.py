@@ -182,7 +182,8 @@ def test_report_lists_every_piece(analysed):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "ICN05 (SC)" in text and "sMRI GM" in text  # importance top-10 table
     rec = results["recovery"]
-    assert f"| {rec['map_correlation']:.3f} |" in text.replace("| map correlation (decoded vs planted, mean over planted modalities) ", "")
+    row_label = "| map correlation (decoded vs planted, mean over planted modalities) "
+    assert f"| {rec['map_correlation']:.3f} |" in text.replace(row_label, "")
     assert "modality recall" in text and "Not available" not in text
     # The report is rebuilt from files alone.
     write_vae_report(logdir)
@@ -254,8 +255,8 @@ def test_callback_analyses_the_run_at_experiment_end(fake_run, tmp_path):
 
     from omegaconf import OmegaConf
 
-    from callbacks.vae_analysis import VAEAnalysisCallback
     from fusion.errors import InputError
+    from fusion_callbacks.vae_analysis import VAEAnalysisCallback
 
     logdir = tmp_path / "run"
     shutil.copytree(fake_run[0], logdir)
@@ -283,3 +284,15 @@ def test_callback_analyses_the_run_at_experiment_end(fake_run, tmp_path):
     assert "mu must be" in io.read_json(logdir / "results.json")["analysis"]["error"]
     with pytest.raises(InputError, match="mu must be"):
         VAEAnalysisCallback(strict=True).on_experiment_end(runner)
+
+
+def test_analysis_settings_are_one_dataclass_shared_by_callback_and_function():
+    """The callback's config keys are VAEAnalysisSettings' fields: a misspelt key fails when the
+    callback is built (before training), not at the end of the run."""
+    from fusion.workflows.vae_analysis import VAEAnalysisSettings
+    from fusion_callbacks.vae_analysis import VAEAnalysisCallback
+
+    callback = VAEAnalysisCallback(fold=2, tsne_max_iter=250)
+    assert callback.settings == VAEAnalysisSettings(fold=2, tsne_max_iter=250)
+    with pytest.raises(TypeError, match="tsne_iters"):
+        VAEAnalysisCallback(tsne_iters=250)

@@ -5,8 +5,8 @@ folder left byte-for-byte intact) lives in ``tests/test_reliability_bad_inputs.p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import pytest
@@ -32,7 +32,8 @@ def test_problems_are_collected_and_capped(tmp_path: Path) -> None:
     assert "13 problem(s)" in text and "... and 3 more" in text
     assert "line 2 (subject 'sub-0001'): unknown label 'maybe'" in text
     _edit_manifest(manifest.parent, lambda f: f.assign(label=["0"] * 12 + ["patient"] * 12))
-    with pytest.raises(InputError, match=r"line 21 \(subject 'sub-0020'\): icn_path file .*sub-0020/icn.nii.gz does not exist"):
+    with pytest.raises(InputError,
+                       match=r"line 21 \(subject 'sub-0020'\): icn_path file .*sub-0020/icn.nii.gz does not exist"):
         prepare_cohort(manifest, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
 

@@ -12,8 +12,10 @@ from scipy import stats
 
 from fusion.data import neuromark
 from fusion.data.prepare import resample_volume
-from fusion.data.synthetic_volumes import GRIDS, grid_affine, make_vae_cohort
+from fusion.data.synthetic_volumes import make_vae_cohort
 from fusion.data.testing import cached_vae_cohort, folder_digest
+from fusion.data.volume_design import grid_affine
+from fusion.data.volume_layout import GRIDS
 from fusion.errors import ConfigError, InputError
 
 
@@ -147,9 +149,9 @@ def test_cohort_cli(tmp_path, capsys) -> None:
 @pytest.mark.parametrize("sigma_vox", [0.0, 0.5, 1.0])
 def test_smooth_noise_has_unit_sd(sigma_vox: float) -> None:
     """``noise_sd`` means what it says: the smoothed noise is rescaled to unit variance."""
-    from fusion.data.synthetic_volumes import _smooth_noise
+    from fusion.data.volume_design import smooth_noise
 
-    noise = _smooth_noise(np.random.default_rng(1), (48, 48, 48), sigma_vox)
+    noise = smooth_noise(np.random.default_rng(1), (48, 48, 48), sigma_vox)
     assert abs(noise[6:-6, 6:-6, 6:-6].std() - 1.0) < 0.03
     if sigma_vox:  # and it is smooth: neighbours correlate as the 1D kernel k predicts, sum k_i k_i+1 / sum k_i^2
         from scipy.ndimage import gaussian_filter1d

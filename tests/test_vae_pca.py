@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.base import clone
 from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import LinearSVC
 
 from fusion.errors import ConfigError, InputError
-from fusion.evaluate.pca import (
-    CallableSource,
-    GramPCA,
-    NpyStackSource,
-    TooManyComponentsError,
-    gram_matrices,
-    pca_from_gram,
-)
+from fusion.evaluate.chunk_sources import CallableSource, NpyStackSource
+from fusion.evaluate.pca import GramPCA, TooManyComponentsError, gram_matrices, pca_from_gram
 
 
 def _data(n_train=30, n_test=11, p=400, seed=0):
@@ -167,3 +166,35 @@ def test_npy_source_reads_byte_ranges_and_checks_files(tmp_path):
     (tmp_path / "bad.npy").write_bytes(b"not an npy file")
     with pytest.raises(InputError, match="bad.npy"):
         NpyStackSource([tmp_path / "bad.npy"])
+
+
+def test_gram_pca_is_a_scikit_learn_transformer():
+    pca = GramPCA(n_components=4, chunk_size=17, backend="numpy")
+    params = pca.get_params()
+    assert params == {"n_components": 4, "chunk_size": 17, "backend": "numpy"}
+    copy = clone(pca)
+    assert copy is not pca and copy.get_params() == params
+    assert GramPCA(**params).get_params() == params
+    # parameters are stored as given: a bad one fails in fit, not in __init__
+    bad = GramPCA(n_components=0, chunk_size=-1, backend="tpu")
+    assert bad.get_params() == {"n_components": 0, "chunk_size": -1, "backend": "tpu"}
+    with pytest.raises(ConfigError):
+        bad.fit(_data()[0])
+    with pytest.raises(NotFittedError):
+        pca.transform(np.zeros((2, 400)))
+    Xtr, _ = _data()
+    fitted = pca.fit(Xtr)
+    assert fitted is pca and pca.n_features_in_ == 400
+    assert not hasattr(clone(pca), "mean_")  # clone drops the fit
+
+
+def test_gram_pca_in_a_pipeline_cross_validates():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(40, 25))
+    y = np.repeat([0, 1], 20)
+    X[y == 1, :3] += 1.5
+    model = make_pipeline(GramPCA(n_components=3, backend="numpy"), LinearSVC())
+    model.fit(X, y)
+    assert model.predict(X).shape == (40,)
+    scores = cross_val_score(model, X, y, cv=4)
+    assert scores.shape == (4,) and np.all((scores >= 0) & (scores <= 1))

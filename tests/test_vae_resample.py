@@ -55,7 +55,8 @@ def test_target_grid_keeps_origin_and_orientation() -> None:
     # the last voxel stays inside the input's field of view
     last = affine @ np.array([*(np.array(shape) - 1), 1.0])
     first_in, last_in = ICN_AFFINE[:3, 3], ICN_AFFINE @ np.array([52, 62, 45, 1.0])
-    assert np.all(np.minimum(first_in, last_in[:3]) - 1e-9 <= last[:3]) and np.all(last[:3] <= np.maximum(first_in, last_in[:3]) + 1e-9)
+    assert np.all(np.minimum(first_in, last_in[:3]) - 1e-9 <= last[:3])
+    assert np.all(last[:3] <= np.maximum(first_in, last_in[:3]) + 1e-9)
 
 
 def test_world_coordinates_survive_prepare(tmp_path) -> None:
@@ -108,19 +109,20 @@ def test_runner_checks_data_voxel_size(tmp_path) -> None:
     """``data.voxel_size`` is checked against the prepared folder, not passed to the dataset."""
     from omegaconf import OmegaConf
 
-    from runners.vae import VAERunner
+    from fusion_runners.vae import VAERunner
 
     manifest = _cohort(tmp_path, n=2)
     prepare_cohort(manifest, tmp_path / "p6", n_icn=2, progress=False, voxel_size=6.0)
     prepare_cohort(manifest, tmp_path / "p3", n_icn=2, progress=False)
 
     def runner(folder, size):
-        data = {"_target_": "fusion.data.dataset.PreparedVolumes", "prepared_dir": str(tmp_path / folder), "voxel_size": size}
+        data = {"_target_": "fusion.data.dataset.PreparedVolumes", "prepared_dir": str(tmp_path / folder),
+                "voxel_size": size}
         return VAERunner(cfg=OmegaConf.create({"logdir": str(tmp_path / "run"), "data": data}))
 
     assert runner("p6", 6.0).dataset.shape == (11, 13, 10)
     assert runner("p3", None).dataset.shape == ICN_SHAPE
     with pytest.raises(ConfigError, match="prepared at its input grid"):
-        runner("p3", 6.0).dataset
+        _ = runner("p3", 6.0).dataset
     with pytest.raises(ConfigError, match="6.0 mm"):
-        runner("p6", 4.0).dataset
+        _ = runner("p6", 4.0).dataset

@@ -46,7 +46,8 @@ def _folds(n: int = 40, signal: float = 1.0, n_folds: int = 4, seed: int = 0) ->
 
 
 def test_pooled_auc_concatenates_folds_and_matches_pair_counting() -> None:
-    results = [{"test_labels": [0, 1, 1], "scores": [0.1, 0.4, -0.2]}, {"test_labels": [0, 0, 1], "scores": [0.3, 5.0, 0.35]}]
+    results = [{"test_labels": [0, 1, 1], "scores": [0.1, 0.4, -0.2]},
+               {"test_labels": [0, 0, 1], "scores": [0.3, 5.0, 0.35]}]
     y, s = pooled_scores(results)
     np.testing.assert_array_equal(y, [0, 1, 1, 0, 0, 1])
     out = pooled_auc(y, s, n_boot=300, seed=1)
@@ -88,7 +89,8 @@ def test_verdict_flags_chance_and_a_better_baseline() -> None:
     assert run_verdict(good, {"p": 0.005}, {"joint@8": {"auc": 0.85}})["interpretable"]
     chance = run_verdict({"auc": 0.55, "ci": [0.4, 0.7]}, {"p": 0.3}, None)
     assert not chance["interpretable"] and "at chance" in chance["reasons"][0]
-    below = run_verdict({"auc": 0.7, "ci": [0.6, 0.78]}, {"p": 0.01}, {"per_modality@16": {"auc": 0.8}, "joint@16": {"auc": "n/a"}})
+    below = run_verdict({"auc": 0.7, "ci": [0.6, 0.78]}, {"p": 0.01},
+                        {"per_modality@16": {"auc": 0.8}, "joint@16": {"auc": "n/a"}})
     assert not below["interpretable"] and below["best_baseline"] == "per_modality@16"
     assert run_verdict({"auc": 0.55, "ci": [0.45, 0.66]}, None, None)["reasons"][0].endswith("contains 0.5")
 
@@ -109,14 +111,16 @@ def _fake_run(logdir, signal: float):
         from fusion.evaluate.classifiers import LinearSVM
         from fusion.evaluate.fold_classification import classify_fold
 
-        result, _ = classify_fold({"mu": mu, "labels": y, "subject_ids": ids, "train": rest[2:], "val": rest[:2], "test": test},
-                                  LinearSVM(backend="sklearn"))
+        result, _ = classify_fold(
+            {"mu": mu, "labels": y, "subject_ids": ids, "train": rest[2:], "val": rest[:2], "test": test},
+            LinearSVM(backend="sklearn"),
+        )
         write_json(folder / "result.json", {"stage": folder.name, **result})
 
 
 def test_aggregation_writes_flag_first_and_report_banner(tmp_path) -> None:
-    from callbacks.aggregate import ResultsAggregationCallback
     from fusion.report.vae_report import write_vae_report
+    from fusion_callbacks.aggregate import ResultsAggregationCallback
 
     for name, signal in (("null", 0.0), ("signal", 3.0)):
         logdir = tmp_path / name
@@ -128,7 +132,8 @@ def test_aggregation_writes_flag_first_and_report_banner(tmp_path) -> None:
         assert list(results)[:2] == ["interpretable", "flags"]
         stats = results["statistics"]
         assert stats["permutation"]["n_perm"] == 40
-        assert stats["pooled_auc"]["auc"] == pytest.approx(statistics_for_run(logdir, lambda: MeanDifference(), n_perm=0)["pooled_auc"]["auc"])
+        again = statistics_for_run(logdir, lambda: MeanDifference(), n_perm=0)
+        assert stats["pooled_auc"]["auc"] == pytest.approx(again["pooled_auc"]["auc"])
         report = write_vae_report(logdir).read_text()
         if signal == 0.0:
             assert results["interpretable"] is False and "at chance" in results["flags"][0]

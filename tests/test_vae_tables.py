@@ -81,7 +81,8 @@ def _fake_sweep(tmp_path, latent_dims=(2, 4), seeds=(42, 42), planted=(1,)):
     ids = [f"s{i:02d}" for i in range(n)]
     for i, sid in enumerate(ids):
         np.save(prep / f"{sid}.npy", vols[i])
-    pd.DataFrame({"subject_id": ids, "label": labels, "path": [f"{s}.npy" for s in ids]}).to_csv(prep / "index.csv", index=False)
+    index = pd.DataFrame({"subject_id": ids, "label": labels, "path": [f"{s}.npy" for s in ids]})
+    index.to_csv(prep / "index.csv", index=False)
     io.write_json(prep / "meta.json", {"modality_names": ["a", "b", "c"], "modality_domains": ["x", "y", "z"]})
     io.write_json(prep / "ground_truth.json", {"effect": True, "effect_modalities": list(planted)})
     root = tmp_path / "sweep"
@@ -148,7 +149,8 @@ def test_vae_record_requires_fields():
 
 
 def test_multirun_command_and_no_overwrite(tmp_path):
-    cmd = multirun_command("conf", "vae", "vae_table1", tmp_path / "sw", "latent_${model.latent_dim}", ["stage.num_epochs=1"])
+    cmd = multirun_command("conf", "vae", "vae_table1", tmp_path / "sw", "latent_${model.latent_dim}",
+                           ["stage.num_epochs=1"])
     assert cmd[cmd.index("--config-name") + 1] == "vae" and "--multirun" in cmd and "--hydra" in cmd
     assert "+experiment=vae_table1" in cmd and cmd[-1] == "stage.num_epochs=1"
     assert f"logdir={(tmp_path / 'sw').resolve()}/latent_${{model.latent_dim}}" in cmd

@@ -10,15 +10,10 @@ import pytest
 
 from fusion.cli import main
 from fusion.cli.vae_validate import markdown, summarise, univariate_reference
-from fusion.data.synthetic_volumes import (
-    VAE_VARIANTS,
-    VAECohortKnobs,
-    _design,
-    expected_effect,
-    make_vae_cohort,
-    variant_settings,
-)
+from fusion.data.synthetic_volumes import expected_effect, make_vae_cohort
 from fusion.data.testing import cached_prepared
+from fusion.data.vae_variants import VAE_VARIANTS, VAECohortKnobs, variant_settings
+from fusion.data.volume_design import build_design
 from fusion.errors import ConfigError
 
 
@@ -33,9 +28,9 @@ def test_unknown_variant_lists_the_valid_names(capsys) -> None:
 
 
 def test_subregion_effect_is_a_narrow_off_centre_part_of_the_node() -> None:
-    design = _design("tiny", VAECohortKnobs())
+    design = build_design("tiny", VAECohortKnobs())
     node = expected_effect(design)
-    sub = expected_effect(_design("tiny", VAECohortKnobs(effect_kind="subregion")))
+    sub = expected_effect(build_design("tiny", VAECohortKnobs(effect_kind="subregion")))
     y_mm = design.axes[1][None, :, None]
     for k, n in design.effect_node.items():
         assert np.abs(sub[..., k]).sum() < 0.5 * np.abs(node[..., k]).sum()
@@ -45,8 +40,8 @@ def test_subregion_effect_is_a_narrow_off_centre_part_of_the_node() -> None:
 
 
 def test_network_nodes_come_from_the_domain_networks() -> None:
-    base = _design("tiny", VAECohortKnobs())
-    net = _design("tiny", VAECohortKnobs(network_nodes=3, icn_sigma_scale=0.65))
+    base = build_design("tiny", VAECohortKnobs())
+    net = build_design("tiny", VAECohortKnobs(network_nodes=3, icn_sigma_scale=0.65))
     assert len(net.node_icn) == len(base.node_icn) + 3 * 53
     assert np.allclose(net.node_sigma[: 2], 0.65 * base.node_sigma[:2])
     assert net.effect_node.keys() == base.effect_node.keys()
@@ -75,9 +70,11 @@ def test_summary_means_over_seeds_and_table() -> None:
                 "permutation_p": p, "vae_modality_recall": 1.0, "vae_map_correlation": 0.5, "interpretable": p < 0.05,
                 "univariate": {"modality_recall": 1.0, "map_correlation": 0.6}, "seconds": 60.0}
 
-    rows = summarise({"a-s0": rec("a", 0.8, 0.7, 0.01), "a-s1": rec("a", 0.9, 0.8, 0.01), "null-s0": rec("null", 0.5, 0.5, 0.4)})
+    rows = summarise({"a-s0": rec("a", 0.8, 0.7, 0.01), "a-s1": rec("a", 0.9, 0.8, 0.01),
+                      "null-s0": rec("null", 0.5, 0.5, 0.4)})
     a = next(r for r in rows if r["row"] == "a")
-    assert a["vae_auc"] == pytest.approx(0.85) and a["vae_minus_best_pca"] == pytest.approx(0.1) and a["minutes"] == pytest.approx(2.0)
+    assert a["vae_auc"] == pytest.approx(0.85) and a["vae_minus_best_pca"] == pytest.approx(0.1)
+    assert a["minutes"] == pytest.approx(2.0)
     assert next(r for r in rows if r["row"] == "null")["flagged"] == 1
     table = markdown(rows)
     assert table.count("\n") == 4 and "| a | 2 | 0.850 ± 0.050 |" in table

@@ -17,13 +17,17 @@ from __future__ import annotations
 import argparse
 import logging
 import subprocess
-import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fusion.cli.launch import training_command
 from fusion.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    import pandas
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ DEFAULT_LOGDIR = "runs/ccl_table3"
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--logdir", default=DEFAULT_LOGDIR, help=f"run folder (default {DEFAULT_LOGDIR})")
-    parser.add_argument("--config-dir", default="conf", help="Hydra config folder (default conf)")
+    parser.add_argument("--config-dir", default=None, help="Hydra config folder (default: the shipped configs)")
     parser.add_argument("--config-name", default="ccl", help="top-level config (default ccl; ccl_paper for the paper)")
     parser.add_argument("--retrain", action="store_true", help="train gCAM-CCL even if LOGDIR holds a finished run")
     parser.add_argument("--with-maps", action="store_true",
@@ -44,27 +48,21 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the training run, after `--`")
 
 
-def _catalyst() -> list[str]:
-    script = Path(sys.executable).parent / "catalyst-dl"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "catalyst.dl"]
-
-
 def _finished(logdir: Path) -> bool:
     return (logdir / "results.json").is_file() and (logdir / "splits.json").is_file() \
         and any(logdir.glob("fold_*/checkpoints/best.pth"))
 
 
-def train_ccl(logdir: Path, config_dir: str, config_name: str, overrides: list[str]) -> None:
+def train_ccl(logdir: Path, config_dir: str | None, config_name: str, overrides: list[str]) -> None:
     """Run the gCAM-CCL training as a subprocess (its output streams to this terminal)."""
-    cmd = [*_catalyst(), "run", "--hydra", "--config-dir", str(Path(config_dir).resolve()),
-           "--config-name", config_name, f"logdir={logdir}", *overrides]
+    cmd = training_command(config_name, [f"logdir={logdir}", *overrides], config_dir)
     log.info("training gCAM-CCL: %s", " ".join(cmd))
     proc = subprocess.run(cmd)
     if proc.returncode != 0:
         raise InputError(f"gCAM-CCL training failed (exit {proc.returncode}): {' '.join(cmd)}")
 
 
-def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F821
+def table3(logdir: str | Path, settings=None) -> pandas.DataFrame:
     """Baselines and gCAM-CCL on every fold of a finished run; writes table3.csv/.md; returns the table."""
     import pandas as pd
     from tqdm import tqdm
@@ -76,7 +74,9 @@ def table3(logdir: str | Path, settings=None) -> "pandas.DataFrame":  # noqa: F8
 
     logdir = Path(logdir)
     if not _finished(logdir):
-        raise InputError(f"{logdir} holds no finished gCAM-CCL run (results.json, splits.json, fold_*/checkpoints/best.pth)")
+        raise InputError(
+            f"{logdir} holds no finished gCAM-CCL run (results.json, splits.json, fold_*/checkpoints/best.pth)"
+        )
     results = io.read_json(logdir / "results.json")
     config = results.get("config")
     if not config or not config.get("data") or not config.get("model"):

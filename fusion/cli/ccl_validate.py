@@ -35,7 +35,7 @@ QUICK_COHORT = {"n_subjects": 100}
 QUICK_OVERRIDES = ["stage.num_epochs=1", "split.repetitions=2", "callbacks.results.n_perm=200",
                    "callbacks.results.n_boot=500", "callbacks.activation_maps.ig_steps=4",
                    "callbacks.activation_maps.figures=false"]
-TARGETS = {"accuracy_margin": 0.03, "null_range": (0.40, 0.60), "recovery": 0.7, "univariate": 0.9}
+TARGETS: dict[str, Any] = {"accuracy_margin": 0.03, "null_range": (0.40, 0.60), "recovery": 0.7, "univariate": 0.9}
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     parser.add_argument("--variants", default=",".join(variant_names()),
                         help=f"comma-separated variants (default: all of {', '.join(variant_names())})")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated cohort seeds (default 0,1,2)")
-    parser.add_argument("--config-dir", default="conf", help="Hydra config folder (default conf)")
+    parser.add_argument("--config-dir", default=None, help="Hydra config folder (default: the shipped configs)")
     parser.add_argument("--config-name", default="ccl", help="top-level config (default ccl: the defaults)")
     parser.add_argument("--no-table3", action="store_true", help="skip the Table III baselines (RF, DT, MLP, CCL+*)")
     parser.add_argument("--quick", action="store_true",
@@ -130,20 +130,21 @@ def run_one(out: Path, variant: str, seed: int, args: argparse.Namespace) -> dic
     return row
 
 
+def _mean_of(group: list[dict[str, Any]], key: str) -> float | None:
+    """Mean of the numeric values of ``key`` over ``group`` (None when there is none)."""
+    vals = [r[key] for r in group if isinstance(r.get(key), (int, float))]
+    return float(np.mean(vals)) if vals else None
+
+
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per variant: means over seeds and whether each target of the validation is met."""
     out = []
     for variant in dict.fromkeys(r["variant"] for r in rows):
         group = [r for r in rows if r["variant"] == variant]
-
-        def mean(key: str) -> float | None:
-            vals = [r[key] for r in group if isinstance(r.get(key), (int, float))]
-            return float(np.mean(vals)) if vals else None
-
         s: dict[str, Any] = {"variant": variant, "n_seeds": len(group)}
         for key in ("gcam_ccl", "best_linear", "svm", "logist", "edge_precision", "edge_recall", "snp_precision",
                     "snp_recall", "uni_edge_precision", "uni_edge_recall", "uni_snp_precision", "uni_snp_recall"):
-            s[key] = mean(key)
+            s[key] = _mean_of(group, key)
         s["interpretable"] = sum(bool(r.get("interpretable")) for r in group)
         if variant == "null":
             lo, hi = TARGETS["null_range"]

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from fusion.data.synthetic_volumes import (
-    DEFAULT_N_SUBJECTS,
-    GRIDS,
-    VAE_VARIANTS,
-    make_vae_cohort,
-    variant_settings,
-)
+from fusion.data.synthetic_volumes import make_vae_cohort
+from fusion.data.vae_variants import VAE_VARIANTS, variant_settings
+from fusion.data.volume_layout import DEFAULT_N_SUBJECTS, GRIDS
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
@@ -20,9 +16,11 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                              "default), tiny 14x16x13 (12 mm)")
     parser.add_argument("--variant", default=None, metavar="NAME",
                         help="a cohort of the validation family (" + ", ".join(VAE_VARIANTS) + "); the other "
-                             "options override its settings. Prepare it with the voxel size that `fusion vae-validate` uses")
+                             "options override its settings. Prepare it with the voxel size that "
+                             "`fusion vae-validate` uses")
     parser.add_argument("--n-subjects", type=int, default=None,
-                        help="number of subjects (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_N_SUBJECTS.items()) + ")")
+                        help="number of subjects (default: "
+                             + ", ".join(f"{k} {v}" for k, v in DEFAULT_N_SUBJECTS.items()) + ")")
     parser.add_argument("--no-effect", action="store_true", help="plant no patient effect (null cohort, same subjects)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     parser.add_argument("--icn-effect-sd", type=float, default=None,
@@ -36,7 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = variant_settings(args.variant) if args.variant else {"size": "small", "n_subjects": None, "knobs": {}, "effect": True}
+    if args.variant:
+        spec = variant_settings(args.variant)
+    else:
+        spec = {"size": "small", "n_subjects": None, "knobs": {}, "effect": True}
     knobs = dict(spec["knobs"])
     if args.icn_effect_sd is not None:
         knobs["icn_effect_sd"] = args.icn_effect_sd

@@ -90,7 +90,9 @@ def resolve_subject(value: str, subject_ids: list[str]) -> int:
     """Row of a subject id in the latents."""
     if value in subject_ids:
         return subject_ids.index(value)
-    raise InputError(f"subject {value!r} is not in the fold's latents ({len(subject_ids)} subjects, e.g. {subject_ids[:3]})")
+    raise InputError(
+        f"subject {value!r} is not in the fold's latents ({len(subject_ids)} subjects, e.g. {subject_ids[:3]})"
+    )
 
 
 def resolve_endpoint(spec: str, subject: str | None, modality: str | None, subject_ids: list[str],

@@ -9,9 +9,11 @@ from fusion.data.prepare import DTYPES, prepare_cohort
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    parser.add_argument("--manifest", required=True, help="manifest, .csv or .tsv: subject_id,label,icn_path,smri_path[,covariates] "
-                        "(fusion manifest --bids writes one from BIDS derivatives)")
-    parser.add_argument("--out", required=True, help="prepared folder to write (an earlier one is replaced only on success)")
+    parser.add_argument("--manifest", required=True,
+                        help="manifest, .csv or .tsv: subject_id,label,icn_path,smri_path[,covariates] "
+                             "(fusion manifest --bids writes one from BIDS derivatives)")
+    parser.add_argument("--out", required=True,
+                        help="prepared folder to write (an earlier one is replaced only on success)")
     parser.add_argument("--dtype", choices=DTYPES, default="float32", help="dtype of the subject arrays")
     parser.add_argument("--n-icn", type=int, default=N_ICN, help="ICN components per subject")
     parser.add_argument("--n-splits", type=int, default=None,

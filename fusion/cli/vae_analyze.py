@@ -37,10 +37,12 @@ REPORT_NAME = "report_analyze.md"
 
 def add_arguments(parser: argparse.ArgumentParser, command: str = "vae-analyze") -> None:
     parser.add_argument("--logdir", required=True, type=Path, help="finished VAE run directory")
-    parser.add_argument("--fold", type=int, default=None, help="fold whose model and latents to interpret (default: the run's)")
+    parser.add_argument("--fold", type=int, default=None,
+                        help="fold whose model and latents to interpret (default: the run's)")
     parser.add_argument("--prepared", type=Path, default=None,
                         help="prepared data folder (default: the one named in the run config)")
-    parser.add_argument("--top-k", type=int, default=None, help="modalities summed in the group map (default: the run's, else 5)")
+    parser.add_argument("--top-k", type=int, default=None,
+                        help="modalities summed in the group map (default: the run's, else 5)")
     parser.add_argument("--percentile", type=float, default=None,
                         help="per-modality threshold percentile of |difference| (default: the run's, else 99)")
     parser.add_argument("--perplexity", type=float, default=None, help="t-SNE perplexity (default: the run's, else 30)")
@@ -54,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str = "vae-analyze")
     parser.add_argument("--mask-fraction", type=float, default=None,
                         help="brain mask: voxels whose mean |input| exceeds this fraction of its maximum "
                              "(default: the run's, else 1e-3)")
-    parser.add_argument("--batch-size", type=int, default=None, help="latents decoded at once (default: the run's, else 8)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="latents decoded at once (default: the run's, else 8)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     parser.add_argument("--replace-report", action="store_true",
                         help=f"rewrite the run's report.md (default: write {REPORT_NAME} beside it)")
@@ -91,24 +94,20 @@ def resolve_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusion.workflows.vae_analysis import analyze_vae_run
+    from fusion.workflows.vae_analysis import VAEAnalysisSettings, analyze_vae_run
 
     settings = resolve_settings(args)
     report_name = "report.md" if args.replace_report else REPORT_NAME
     added = analyze_vae_run(
         args.logdir,
-        fold=settings["fold"],
+        VAEAnalysisSettings(
+            fold=settings["fold"], top_k=settings["top_k"], percentile=settings["percentile"],
+            tsne_perplexity=settings["perplexity"], tsne_max_iter=settings["tsne_iter"],
+            tsne_max_subjects=settings["tsne_max_subjects"], tsne_backend=settings["tsne_backend"],
+            seed=settings["seed"], batch_size=settings["batch_size"], mask_fraction=settings["mask_fraction"],
+            device=args.device,
+        ),
         prepared_dir=args.prepared,
-        top_k=settings["top_k"],
-        percentile=settings["percentile"],
-        tsne_perplexity=settings["perplexity"],
-        tsne_max_iter=settings["tsne_iter"],
-        tsne_max_subjects=settings["tsne_max_subjects"],
-        tsne_backend=settings["tsne_backend"],
-        seed=settings["seed"],
-        batch_size=settings["batch_size"],
-        mask_fraction=settings["mask_fraction"],
-        device=args.device,
         report=not args.no_report,
         report_name=report_name,
     )

@@ -79,8 +79,9 @@ def aggregate_seeds(logdir: Path, prepared: str | None = None) -> dict:
         paths["recovery_csv"] = io.write_csv(logdir / "recovery.csv", pd.DataFrame(recovery))
         recalls = [r["modality_recall"] for r in recovery if "modality_recall" in r]
         if recalls:
+            by_seed = sorted(recovery, key=lambda r: int(r["seed"]))
             lines = ["", "Modality recall per seed: " + ", ".join(
-                f"seed {r['seed']}: {r['modality_recall']:.2f}" for r in sorted(recovery, key=lambda r: int(r["seed"])))]
+                f"seed {r['seed']}: {r['modality_recall']:.2f}" for r in by_seed)]
             io.write_text(paths["markdown"], Path(paths["markdown"]).read_text() + "\n".join(lines) + "\n")
     return {"paths": paths, "recovery": recovery}
 

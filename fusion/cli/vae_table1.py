@@ -26,10 +26,10 @@ import argparse
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fusion.cli.launch import training_command
 from fusion.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -46,37 +46,29 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, default_logdir: str, ex
     """Arguments common to the sweep commands."""
     parser.add_argument("--logdir", default=default_logdir,
                         help=f"sweep folder: one sub-folder per job plus the tables (default {default_logdir})")
-    parser.add_argument("--config-dir", default="conf", help="Hydra config folder (default conf)")
-    parser.add_argument("--config-name", default="vae", help="top-level config (default vae; vae_paper for the paper size)")
+    parser.add_argument("--config-dir", default=None, help="Hydra config folder (default: the shipped configs)")
+    parser.add_argument("--config-name", default="vae",
+                        help="top-level config (default vae; vae_paper for the paper size)")
     parser.add_argument("--experiment", default=experiment,
                         help=f"experiment config under <config-dir>/experiment (default {experiment})")
     parser.add_argument("--aggregate-only", action="store_true",
                         help="do not train: rebuild the tables from the jobs already in --logdir")
     parser.add_argument("overrides", nargs="*",
-                        help="Hydra overrides for every job, after `--` (e.g. -- stage.num_epochs=2 hydra/launcher=local)")
-
-
-def catalyst_command() -> list[str]:
-    """``catalyst-dl`` of this interpreter's environment (or ``python -m catalyst.dl``)."""
-    script = Path(sys.executable).parent / "catalyst-dl"
-    if script.is_file():
-        return [str(script)]
-    return [sys.executable, "-m", "catalyst.dl"]
+                        help="Hydra overrides for every job, after `--` "
+                             "(e.g. -- stage.num_epochs=2 hydra/launcher=local)")
 
 
 def multirun_command(
-    config_dir: str | os.PathLike, config_name: str, experiment: str, logdir: Path, job_dir: str,
+    config_dir: str | os.PathLike | None, config_name: str, experiment: str, logdir: Path, job_dir: str,
     overrides: Sequence[str],
 ) -> list[str]:
     """The Hydra multirun command line; ``job_dir`` is the per-job folder pattern under ``logdir``."""
-    return [
-        *catalyst_command(), "run", "--hydra", "--multirun",
-        "--config-dir", str(Path(config_dir).resolve()), "--config-name", config_name,
+    return training_command(config_name, [
         f"+experiment={experiment}",
         f"logdir={logdir.resolve()}/{job_dir}",
         f"hydra.sweep.dir={logdir.resolve()}/hydra/multirun",
         *overrides,
-    ]
+    ], config_dir, multirun=True)
 
 
 def launch_multirun(command: list[str], logdir: Path) -> None:
@@ -237,7 +229,8 @@ def table1_caption(jobs: list[dict], latent_dims: Sequence[int]) -> str:
         f"ROC-AUC on the test folds, mean ± std over {n_splits} stratified folds (paper: 10), seed {seed}",
         f"cohort {prepared}",
         f"VAE: encoder channels {channels}, at most {epochs} epochs per fold",
-        f"latent dimensions {dims}" + ("" if dims == paper_dims else f" (the paper uses {paper_dims}; scaled to the reduced model and cohort)"),
+        f"latent dimensions {dims}"
+        + ("" if dims == paper_dims else f" (the paper uses {paper_dims}; scaled to the reduced model and cohort)"),
         "PCA baselines fitted on the train+validation subjects of the same folds, same linear SVM; "
         "early fusion = one PCA on all modalities concatenated, late fusion = one PCA per modality, concatenated; "
         "n/a: more components than the fit set supports (n_fit - 1)",
@@ -255,7 +248,7 @@ def aggregate_table1(
     from fusion.evaluate.tables import write_table1
 
     jobs = collect_jobs(logdir)
-    seen = {}
+    seen: dict[int, Path] = {}
     for job in jobs:
         l = job["record"]["latent_dim"]
         if l in seen:

@@ -1,6 +1,6 @@
 """``fusion vae-validate``: the VAE with its defaults on a family of cohorts it was not tuned on.
 
-For every variant of :data:`fusion.data.synthetic_volumes.VAE_VARIANTS` and every cohort seed: the
+For every variant of :data:`fusion.data.vae_variants.VAE_VARIANTS` and every cohort seed: the
 cohort is generated and prepared (with the variant's voxel size), ``conf/vae.yaml`` is trained on
 it through ``catalyst-dl`` (its aggregation writes the pooled AUC with its CI, the SVM permutation
 p-value and both PCA baselines on the same folds; its analysis writes modality recall and map
@@ -13,22 +13,23 @@ summarise the runs (mean over seeds per variant).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from fusion import io
+from fusion.cli.launch import quiet_entry_point, training_command
 from fusion.errors import ConfigError, FusionError
 
-ROOT = Path(__file__).resolve().parents[2]
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
+
 DEFAULT_SEEDS = (0, 1, 2)
 # What --quick changes: tiny grid and model, 3 folds, 1 epoch, few permutations (a test, seconds).
-QUICK = {
+QUICK: dict[str, Any] = {
     "size": "tiny", "n_subjects": 24, "variants": ("embedded", "null"), "seeds": (0,),
     "overrides": ("folds.n_splits=3", "stage.num_epochs=1", "stage.batch_size=4", "model.channels=[2,2]",
                   "model.head_channels=[2]", "model.latent_dim=3", "statistics.n_perm=20", "statistics.n_boot=200",
@@ -42,13 +43,14 @@ CONFOUND_RUNS: dict[str, dict[str, tuple[str, ...]]] = {
 
 
 def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
-    from fusion.data.synthetic_volumes import VAE_VARIANTS
+    from fusion.data.vae_variants import VAE_VARIANTS
 
     parser.add_argument("--out", default="runs/vae_validate", help="folder of cohorts, runs and the summary")
     parser.add_argument("--variants", default=None,
                         help="comma-separated variants (default: all): " + ", ".join(VAE_VARIANTS))
     parser.add_argument("--seeds", default=None, help="comma-separated cohort seeds (default 0,1,2)")
-    parser.add_argument("--quick", action="store_true", help="tiny cohorts and model, 3 folds, 1 epoch (seconds per run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny cohorts and model, 3 folds, 1 epoch (seconds per run)")
     parser.add_argument("--no-confound-runs", action="store_true",
                         help="skip the extra confound-option runs of the site variant")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every VAE run (after --)")
@@ -63,7 +65,8 @@ def _parse_list(text: str | None, default: tuple, cast=str) -> list:
 def _cohort(out: Path, variant: str, seed: int, quick: bool) -> tuple[Path, dict]:
     """Generate and prepare one cohort (skipped when already there); returns the prepared folder."""
     from fusion.data.prepare import prepare_cohort
-    from fusion.data.synthetic_volumes import make_vae_cohort, variant_settings
+    from fusion.data.synthetic_volumes import make_vae_cohort
+    from fusion.data.vae_variants import variant_settings
 
     spec = variant_settings(variant)
     size = QUICK["size"] if quick else spec["size"]
@@ -110,7 +113,8 @@ def univariate_reference(prepared: Path) -> dict[str, Any] | None:
     score = np.array([np.abs(t[m][mask]).max() for m in range(t.shape[0])])
     out: dict[str, Any] = {"peak_t": score.tolist(), "planted_modalities": planted}
     if planted:
-        effect = np.moveaxis(np.asarray(nib.load(str(prepared / truth["effect_map"])).get_fdata()), -1, 0)
+        effect_image = cast("SpatialImage", nib.load(str(prepared / truth["effect_map"])))  # typed as FileBasedImage
+        effect = np.moveaxis(np.asarray(effect_image.get_fdata()), -1, 0)
         out["modality_recall"] = modality_recall(score, planted)
         out["map_correlation"] = float(np.nanmean([map_correlation(diff[m], effect[m], mask) for m in planted]))
     return out
@@ -118,13 +122,12 @@ def univariate_reference(prepared: Path) -> dict[str, Any] | None:
 
 def _train(prepared: Path, logdir: Path, overrides: list[str], log: Path) -> float:
     """Run ``conf/vae.yaml`` on ``prepared`` into ``logdir``; returns the wall time (s)."""
-    cmd = [str(Path(sys.executable).parent / "catalyst-dl"), "run", "--hydra", "--config-dir", str(ROOT / "conf"),
-           "--config-name", "vae", f"logdir={logdir}", f"data.prepared_dir={prepared}", "args.autoresume=last",
-           *overrides]
+    cmd = training_command("vae", [f"logdir={logdir.resolve()}", f"data.prepared_dir={prepared.resolve()}",
+                                   "args.autoresume=last", *overrides])
     start = time.perf_counter()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as handle:
-        proc = subprocess.run(cmd, cwd=ROOT, stdout=handle, stderr=subprocess.STDOUT, env=os.environ.copy())
+        proc = subprocess.run(cmd, stdout=handle, stderr=subprocess.STDOUT, env=quiet_entry_point())
     if proc.returncode != 0:
         raise FusionError(f"VAE run {logdir} failed (exit {proc.returncode}); see {log}")
     return time.perf_counter() - start
@@ -139,7 +142,8 @@ def _record(logdir: Path, prepared: Path, info: dict, seconds: float) -> dict[st
     return {
         **info,
         "vae_auc": results.get("auc_mean"), "vae_auc_std": results.get("auc_std"),
-        "vae_pooled_auc": stats.get("pooled_auc", {}).get("auc"), "vae_pooled_ci": stats.get("pooled_auc", {}).get("ci"),
+        "vae_pooled_auc": stats.get("pooled_auc", {}).get("auc"),
+        "vae_pooled_ci": stats.get("pooled_auc", {}).get("ci"),
         "permutation_p": (stats.get("permutation") or {}).get("p"),
         "pca": {k: v["fold_auc"] for k, v in baselines.items()},
         "pca_early": max([v["fold_auc"] for v in baselines.values() if v["method"] == "joint"], default=None),
@@ -160,7 +164,7 @@ def _mean(values: list) -> float | None:
 def summarise(records: dict[str, dict]) -> list[dict[str, Any]]:
     """One row per variant (and confound option): means over its cohort seeds."""
     groups: dict[str, list[dict]] = {}
-    for key, rec in records.items():
+    for rec in records.values():
         groups.setdefault(rec["row"], []).append(rec)
     rows = []
     for row, recs in groups.items():
@@ -190,16 +194,16 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              "map r VAE / univ. | flagged | min |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(
-            f"| {r['row']} | {r['n_seeds']} | {f(r['vae_auc'])} ± {f(r['vae_auc_sd_over_seeds'])} | {f(r['pca_early'])} | "
-            f"{f(r['pca_late'])} | {f(r['vae_minus_best_pca'])} | {f(r['permutation_p'])} | "
+            f"| {r['row']} | {r['n_seeds']} | {f(r['vae_auc'])} ± {f(r['vae_auc_sd_over_seeds'])} | "
+            f"{f(r['pca_early'])} | {f(r['pca_late'])} | {f(r['vae_minus_best_pca'])} | {f(r['permutation_p'])} | "
             f"{f(r['vae_modality_recall'], 2)} / {f(r['univariate_modality_recall'], 2)} | "
-            f"{f(r['vae_map_correlation'], 2)} / {f(r['univariate_map_correlation'], 2)} | {r['flagged']}/{r['n_seeds']} | "
-            f"{f(r['minutes'], 1)} |")
+            f"{f(r['vae_map_correlation'], 2)} / {f(r['univariate_map_correlation'], 2)} | "
+            f"{r['flagged']}/{r['n_seeds']} | {f(r['minutes'], 1)} |")
     return "\n".join(lines) + "\n"
 
 
 def run(args: argparse.Namespace) -> int:
-    from fusion.data.synthetic_volumes import VAE_VARIANTS, variant_settings
+    from fusion.data.vae_variants import VAE_VARIANTS, variant_settings
 
     out = Path(args.out)
     variants = _parse_list(args.variants, QUICK["variants"] if args.quick else tuple(VAE_VARIANTS))

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fusion._lazy import lazy_getattr
+
+if TYPE_CHECKING:  # the lazy exports below, for type checkers and IDEs (`X as X`: a re-export)
+    from fusion.data.ccl_dataset import CCLDataset as CCLDataset
+    from fusion.data.dataset import PreparedVolumes as PreparedVolumes
+    from fusion.data.folds import stratified_folds as stratified_folds
+    from fusion.data.prepare import prepare_cohort as prepare_cohort
+    from fusion.data.synthetic_ccl import make_ccl_cohort as make_ccl_cohort
+    from fusion.data.synthetic_volumes import make_vae_cohort as make_vae_cohort
 
 _EXPORTS = {
     "PreparedVolumes": "fusion.data.dataset",

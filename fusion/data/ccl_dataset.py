@@ -1,10 +1,10 @@
 """The gCAM-CCL cohort as a PyTorch Dataset: one FC matrix and one genotype vector per subject.
 
 ``CCLDataset(manifest, ...)[i] -> {"fc": (1, 264, 264) float32, "snp": (1, 750) float32,
-"label": int, "index": int}``, ``index`` = position among the labelled subjects. Everything fitted to subjects is fitted on
-the training subjects only: call :meth:`CCLDataset.fit` with the training indices before reading
-items (the CCL runner does, per fold). It imputes missing genotype calls and, when asked, fits a
-per-feature standardisation:
+"label": int, "index": int}``, ``index`` = position among the labelled subjects. Everything fitted
+to subjects is fitted on the training subjects only: call :meth:`CCLDataset.fit` with the training
+indices before reading items (the CCL runner does, per fold). It imputes missing genotype calls
+and, when asked, fits a per-feature standardisation:
 
 - ``fc_standardize="edge"``: each FC edge minus its training mean, divided by its training SD.
   This removes the group-mean connectome, which in real data is strong and shared by every
@@ -102,14 +102,14 @@ class CCLDataset(Dataset):
     def has_missing_genotypes(self) -> bool:
         return bool(np.isnan(self.info.genotypes).any())
 
-    def fit_imputation(self, train: np.ndarray | list[int]) -> "CCLDataset":
+    def fit_imputation(self, train: np.ndarray | list[int]) -> CCLDataset:
         """Impute missing calls with statistics of the subjects ``train`` (indices) only."""
         train = np.asarray(train, dtype=int)
         self._snps = impute_genotypes(self.info.genotypes, train, self.imputation, self.snp_ids)
         self.imputed_from = np.sort(train)
         return self
 
-    def fit(self, train: np.ndarray | list[int]) -> "CCLDataset":
+    def fit(self, train: np.ndarray | list[int]) -> CCLDataset:
         """Fit imputation and the standardisations on the subjects ``train`` (indices) only."""
         train = np.asarray(train, dtype=int)
         if len(train) < 2:
@@ -174,7 +174,11 @@ class CCLDataset(Dataset):
     def arrays(self, indices: np.ndarray | list[int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(fc (k, R, R), snps (k, P), labels (k,))`` as NumPy arrays for the chosen subjects."""
         idx = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=int)
-        fc = np.stack([self.fc_matrix(int(i)) for i in idx]) if len(idx) else np.zeros((0, self.n_rois, self.n_rois), np.float32)
+        if len(idx):
+            fc = np.stack([self.fc_matrix(int(i)) for i in idx])
+        else:
+            assert self.n_rois is not None  # load_ccl_manifest gives or infers it
+            fc = np.zeros((0, self.n_rois, self.n_rois), np.float32)
         return fc, self.genotype_matrix()[idx], self.labels[idx]
 
 

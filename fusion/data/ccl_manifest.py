@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,8 +97,8 @@ def read_fc(path: PathLike, subject: str = "?", n_rois: int | None = 264, symmet
     if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
         raise InputError(f"{where}: FC matrix must be square (n_rois x n_rois), got shape {arr.shape}")
     if n_rois is not None and arr.shape[0] != n_rois:
-        raise InputError(f"{where}: expected {n_rois} x {n_rois} ROIs ({size_from}), got {arr.shape[0]} x {arr.shape[1]}; "
-                         "every subject needs the same atlas")
+        raise InputError(f"{where}: expected {n_rois} x {n_rois} ROIs ({size_from}), "
+                         f"got {arr.shape[0]} x {arr.shape[1]}; every subject needs the same atlas")
     arr = arr.astype(np.float32)
     finite = np.isfinite(arr)
     if not finite.all():
@@ -111,7 +112,7 @@ def read_fc(path: PathLike, subject: str = "?", n_rois: int | None = 264, symmet
     return arr
 
 
-def quantile_labels(score: np.ndarray, quantiles: tuple[float, float] = (0.2, 0.2),
+def quantile_labels(score: np.ndarray, quantiles: Sequence[float] = (0.2, 0.2),
                     subject_ids: list[str] | None = None, field_name: str = "score") -> np.ndarray:
     """Labels from a continuous score: 0 = bottom ``quantiles[0]``, 1 = top ``quantiles[1]``, -1 = middle.
 
@@ -237,7 +238,7 @@ def load_ccl_manifest(
     genotypes: PathLike | None = None,
     label_column: str | None = None,
     score_column: str = "score",
-    quantiles: tuple[float, float] = (0.2, 0.2),
+    quantiles: Sequence[float] = (0.2, 0.2),
     n_rois: int | None = 264,
     n_snps: int | None = 750,
     symmetry_tol: float = 1e-4,
@@ -310,7 +311,8 @@ def load_ccl_manifest(
     sel_ids = [ids[k] for k in keep]
     fc_paths = [_abs(frame["fc_path"].iloc[k]) for k in keep]
     problems = {p: path_problem(p) for p in fc_paths}
-    unusable = [(sid, p, problems[p]) for sid, p in zip(sel_ids, fc_paths) if problems[p] not in (None, "does not exist")]
+    unusable = [(sid, p, problems[p]) for sid, p in zip(sel_ids, fc_paths)
+                if problems[p] not in (None, "does not exist")]
     if unusable:
         shown = "; ".join(f"subject {sid!r}: {p} {why}" for sid, p, why in unusable[:5])
         raise InputError(f"{where}: {len(unusable)} FC path(s) are not readable files: {shown}"

@@ -6,8 +6,9 @@ Each item is one subject: its 54 volumes in one read (the paper's batching: the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,8 +83,8 @@ class PreparedVolumes(Dataset):
         self._paths = [self.prepared_dir / str(p) for p in self.index_table["path"].to_numpy()[self.indices]]
         missing = [str(p) for p in self._paths if not p.is_file()]
         if missing:
-            raise InputError(f"prepared folder {self.prepared_dir}: {len(missing)} subject file(s) listed in index.csv are "
-                             f"missing, e.g. {missing[:3]}; re-run `fusion prepare`")
+            raise InputError(f"prepared folder {self.prepared_dir}: {len(missing)} subject file(s) listed in "
+                             f"index.csv are missing, e.g. {missing[:3]}; re-run `fusion prepare`")
         self._ram: list[np.ndarray] | None = None
         if cache == "ram":
             self._ram = [self._read(j) for j in range(len(self.indices))]
@@ -96,11 +97,13 @@ class PreparedVolumes(Dataset):
         try:
             array = np.load(path, mmap_mode="r", allow_pickle=False)
         except (ValueError, OSError) as err:
-            raise InputError(f"prepared file {path} (subject {self.subject_ids[item]!r}) cannot be read: {err}") from err
+            raise InputError(
+                f"prepared file {path} (subject {self.subject_ids[item]!r}) cannot be read: {err}"
+            ) from err
         expected = (self.n_modalities, *self.shape)
         if tuple(array.shape) != expected:
-            raise InputError(f"prepared file {path} (subject {self.subject_ids[item]!r}) has shape {tuple(array.shape)}; "
-                             f"expected {expected} (meta.json); re-run `fusion prepare`")
+            raise InputError(f"prepared file {path} (subject {self.subject_ids[item]!r}) has shape "
+                             f"{tuple(array.shape)}; expected {expected} (meta.json); re-run `fusion prepare`")
         return np.array(array) if self.cache == "ram" else array
 
     def __getitem__(self, item: int) -> dict[str, Any]:
@@ -122,10 +125,14 @@ class PreparedVolumes(Dataset):
 
 def _read_meta(prepared_dir: Path) -> dict[str, Any]:
     if not prepared_dir.is_dir():
-        raise InputError(f"prepared folder {prepared_dir} does not exist; run `fusion prepare --manifest M --out {prepared_dir}`")
+        raise InputError(
+            f"prepared folder {prepared_dir} does not exist; run `fusion prepare --manifest M --out {prepared_dir}`"
+        )
     path = prepared_dir / "meta.json"
     if not path.is_file():
-        raise InputError(f"prepared folder {prepared_dir} has no meta.json; expected a folder written by `fusion prepare`")
+        raise InputError(
+            f"prepared folder {prepared_dir} has no meta.json; expected a folder written by `fusion prepare`"
+        )
     try:
         meta = io.read_json(path)
     except ValueError as err:
@@ -139,7 +146,9 @@ def _read_meta(prepared_dir: Path) -> dict[str, Any]:
 def _read_index(prepared_dir: Path) -> pd.DataFrame:
     path = prepared_dir / "index.csv"
     if not path.is_file():
-        raise InputError(f"prepared folder {prepared_dir} has no index.csv; expected a folder written by `fusion prepare`")
+        raise InputError(
+            f"prepared folder {prepared_dir} has no index.csv; expected a folder written by `fusion prepare`"
+        )
     table = pd.read_csv(path, dtype={"subject_id": str, "path": str})
     missing = [c for c in ("subject_id", "label", "path") if c not in table.columns]
     if missing:

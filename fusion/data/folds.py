@@ -7,9 +7,10 @@ as in Geenjaar et al. 2021 (10 folds, validation = 10% of each training set).
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -40,7 +41,9 @@ def _as_binary(labels: Sequence[int] | np.ndarray, where: str = "labels") -> np.
         raise InputError(f"{where}: expected a 1D array of 0/1 labels, got shape {y.shape}")
     values = set(np.unique(y).tolist())
     if not values <= {0, 1}:
-        raise InputError(f"{where}: labels must be binary 0 (control) / 1 (patient); found values {sorted(values, key=str)}")
+        raise InputError(
+            f"{where}: labels must be binary 0 (control) / 1 (patient); found values {sorted(values, key=str)}"
+        )
     return y.astype(np.int64)
 
 
@@ -93,7 +96,8 @@ def stratified_folds(
             raise InputError(f"fold {k}: {len(train_all)} training subjects cannot give a validation set of {n_val} "
                              f"(val_fraction={val_fraction}); add subjects or lower val_fraction")
         train, val = train_test_split(train_all, test_size=n_val, stratify=y[train_all], random_state=seed + k)
-        folds.append(Fold(np.sort(train).astype(np.int64), np.sort(val).astype(np.int64), np.sort(test).astype(np.int64)))
+        folds.append(Fold(np.sort(train).astype(np.int64), np.sort(val).astype(np.int64),
+                          np.sort(test).astype(np.int64)))
     return folds
 
 
@@ -124,7 +128,7 @@ def save_folds(path: str | Path, folds: Sequence[Fold], subject_ids: Sequence[st
     return io.write_json(path, payload)
 
 
-def load_folds(path: str | Path, subject_ids: Sequence[str] | None = None) -> list[Fold]:
+def load_folds(path: str | os.PathLike, subject_ids: Sequence[str] | None = None) -> list[Fold]:
     """Read folds written by :func:`save_folds`.
 
     Args:
@@ -145,7 +149,9 @@ def load_folds(path: str | Path, subject_ids: Sequence[str] | None = None) -> li
     except FileNotFoundError as err:
         raise InputError(f"folds file {path} does not exist") from err
     except (ValueError, KeyError, TypeError) as err:
-        raise InputError(f"folds file {path} is not a folds JSON written by save_folds ({type(err).__name__}: {err})") from err
+        raise InputError(
+            f"folds file {path} is not a folds JSON written by save_folds ({type(err).__name__}: {err})"
+        ) from err
     n = len(ids)
     for k, fold in enumerate(folds):
         parts = (fold.train, fold.val, fold.test)

@@ -141,8 +141,8 @@ def check_plink_set(bed: Path) -> tuple[int, int]:
             f"{n_snps} SNP(s) of {bim}, i.e. {4 * per_snp - 3}-{4 * per_snp} individuals; expected one .fam line per "
             "individual of the .bed (a .fam of another set?)")
     raise InputError(
-        f"PLINK .bed file {bed} has {size} bytes; expected {expected} (3 + {n_snps} SNPs of {bim} x {row} bytes for the "
-        f"{n_ind} individuals of {fam}): the .bed is truncated or corrupt")
+        f"PLINK .bed file {bed} has {size} bytes; expected {expected} (3 + {n_snps} SNPs of {bim} x {row} bytes "
+        f"for the {n_ind} individuals of {fam}): the .bed is truncated or corrupt")
 
 
 def read_plink(path: PathLike) -> Genotypes:

@@ -222,9 +222,9 @@ def read_manifest(path: str | Path, check_files: bool = True) -> VAEManifest:
                 missing_relative += is_relative and problem == "does not exist"
                 bad = True
             files[column] = resolved
-        if not bad:
+        if not bad and label is not None:  # a None label has set bad
             entries.append(ManifestEntry(
-                subject_id=subject_id, label=int(label), icn_path=files["icn_path"],  # type: ignore[arg-type]
+                subject_id=subject_id, label=int(label), icn_path=files["icn_path"],
                 smri_path=files["smri_path"], line=line,
                 covariates={c: str(row[c]) for c in covariate_columns},
             ))

@@ -91,6 +91,7 @@ assert sum(DOMAIN_SIZES) == N_ICN == len(ICN_LABELS)
 def modality_labels(n_modalities: int, meta: Mapping[str, Any] | None = None) -> tuple[list[str], list[str]]:
     """``(names, domains)`` per modality: from the prepared data's ``meta.json`` when it has them,
     else NeuroMark's (53 ICNs + sMRI) or generic ones."""
-    if meta and len(meta.get("modality_names", [])) == n_modalities and len(meta.get("modality_domains", [])) == n_modalities:
+    if (meta and len(meta.get("modality_names", [])) == n_modalities
+            and len(meta.get("modality_domains", [])) == n_modalities):
         return list(meta["modality_names"]), list(meta["modality_domains"])
     return generic_modality_names(n_modalities - 1), generic_modality_domains(n_modalities - 1)

@@ -65,7 +65,7 @@ def _labels() -> tuple[str, ...]:
                 labels[roi - 1] = net
     if any(label is None for label in labels):  # pragma: no cover - guarded by tests
         raise RuntimeError("Power network table does not cover all 264 ROIs")
-    return tuple(labels)  # type: ignore[arg-type]
+    return tuple(label for label in labels if label is not None)  # every ROI has one (checked above)
 
 
 def power_networks() -> list[str]:

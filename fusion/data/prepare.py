@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import pandas as pd
@@ -41,6 +42,9 @@ from fusion.data.manifest import (
     read_manifest,
 )
 from fusion.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +89,9 @@ def _load(path: Path, what: str, entry: ManifestEntry):
     try:
         return nib.load(str(path))
     except Exception as err:  # nibabel raises many kinds for a bad header
-        raise InputError(f"subject {entry.subject_id!r}: {what} file {path} is not a readable NIfTI ({type(err).__name__}: {err})") from err
+        raise InputError(
+            f"subject {entry.subject_id!r}: {what} file {path} is not a readable NIfTI ({type(err).__name__}: {err})"
+        ) from err
 
 
 def _header_problems(image, path: Path, what: str, where: str) -> list[str]:
@@ -97,7 +103,8 @@ def _header_problems(image, path: Path, what: str, where: str) -> list[str]:
     affine = np.asarray(image.affine, dtype=float)
     if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-9:
         problems.append(f"{where}: {what} file {path} has a singular or non-finite affine "
-                        f"{np.round(affine[:3], 3).tolist()}; expected an invertible voxel-to-world matrix (check its sform/qform)")
+                        f"{np.round(affine[:3], 3).tolist()}; expected an invertible voxel-to-world matrix "
+                        "(check its sform/qform)")
     return problems
 
 
@@ -147,7 +154,7 @@ def _check_headers(manifest: VAEManifest, n_icn: int) -> tuple[tuple[int, int, i
                 problems.append(f"{where}: sMRI file {entry.smri_path} has shape {shape}; expected a 3D volume")
     raise_collected(problems, f"manifest {manifest.path}")
     assert reference is not None
-    return reference[0], reference[1]  # type: ignore[return-value]
+    return cast("tuple[int, int, int]", reference[0]), reference[1]  # shape[:3] of a 4D ICN file
 
 
 def _volume_problems(data: np.ndarray, path: Path, entry: ManifestEntry, names: list[str], what: str) -> list[str]:
@@ -201,7 +208,9 @@ def _read_subject(
 
 def _check_out_dir(out_dir: Path, manifest: VAEManifest) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputError(f"output {out_dir} exists and is not a folder; expected a new folder or an earlier prepared one")
+        raise InputError(
+            f"output {out_dir} exists and is not a folder; expected a new folder or an earlier prepared one"
+        )
     probe = out_dir.parent
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
@@ -337,7 +346,8 @@ def prepare_cohort(
             "voxel_size": None if voxel_size is None else float(voxel_size),
             "input_shape": list(input_grid[0]),
             "input_affine": np.asarray(input_grid[1]).tolist(),
-            "resampling": None if voxel_size is None else f"ICN grid -> {float(voxel_size):g} mm isotropic: {resample.RESAMPLING}",
+            "resampling": None if voxel_size is None
+            else f"ICN grid -> {float(voxel_size):g} mm isotropic: {resample.RESAMPLING}",
             "fusion_version": __version__,
         })
         _swap_into_place(staging, out_dir)
@@ -362,9 +372,10 @@ def _copy_ground_truth(source: Path, staging: Path, shape: tuple[int, ...], affi
         if resample_from is not None and name.endswith(".nii.gz"):
             import nibabel as nib
 
-            effect = np.moveaxis(np.asarray(nib.load(str(src)).get_fdata(dtype=np.float32)), -1, 0)
-            io.save_nifti(staging / name, np.moveaxis(resample.resample_stack(effect, resample_from, shape, affine), 0, -1),
-                          affine)
+            effect_image = cast("SpatialImage", nib.load(str(src)))  # nibabel types load() as FileBasedImage
+            effect = np.moveaxis(np.asarray(effect_image.get_fdata(dtype=np.float32)), -1, 0)
+            resampled = resample.resample_stack(effect, resample_from, shape, affine)
+            io.save_nifti(staging / name, np.moveaxis(resampled, 0, -1), affine)
             copied.append(name)
             continue
         with io.atomic_path(staging / name, suffix=".nii.gz" if name.endswith(".nii.gz") else ".json") as tmp:
@@ -373,7 +384,7 @@ def _copy_ground_truth(source: Path, staging: Path, shape: tuple[int, ...], affi
         if name.endswith(".nii.gz"):
             import nibabel as nib
 
-            image = nib.load(str(src))
+            image = cast("SpatialImage", nib.load(str(src)))  # nibabel types load() as FileBasedImage
             if tuple(image.shape[:3]) != tuple(shape) or not np.allclose(image.affine, affine, atol=AFFINE_ATOL_MM):
                 log.warning("%s is not on the ICN grid of this cohort; recovery scores will be wrong", src)
     return copied

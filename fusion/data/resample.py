@@ -13,6 +13,8 @@ stack is resampled in one call so that every modality sees exactly the same oper
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from fusion.errors import ConfigError
@@ -52,7 +54,9 @@ def check_voxel_size(voxel_size: float, affine: np.ndarray, where: str = "voxel_
     return size
 
 
-def target_grid(shape: tuple[int, ...], affine: np.ndarray, voxel_size: float) -> tuple[tuple[int, int, int], np.ndarray]:
+def target_grid(
+    shape: tuple[int, ...], affine: np.ndarray, voxel_size: float
+) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape and affine of an isotropic ``voxel_size`` grid covering the field of view of a grid.
 
     The new affine keeps the input's world position of voxel (0, 0, 0) and its axis directions
@@ -74,7 +78,7 @@ def target_grid(shape: tuple[int, ...], affine: np.ndarray, voxel_size: float) -
     new_affine = np.eye(4)
     new_affine[:3, :3] = affine[:3, :3] / native * size
     new_affine[:3, 3] = affine[:3, 3]
-    return new_shape, new_affine  # type: ignore[return-value]
+    return cast("tuple[int, int, int]", new_shape), new_affine  # shape is (X, Y, Z)
 
 
 def resample_stack(
@@ -101,7 +105,8 @@ def resample_stack(
     single = data.ndim == 3
     stack = data[None] if single else data
     image = nib.Nifti1Image(np.moveaxis(stack, 0, -1), np.asarray(affine, dtype=float))
-    out = resample_img(image, target_affine=np.asarray(dst_affine, dtype=float), target_shape=tuple(int(s) for s in dst_shape[:3]),
+    out = resample_img(image, target_affine=np.asarray(dst_affine, dtype=float),
+                       target_shape=tuple(int(s) for s in dst_shape[:3]),
                        interpolation="linear", fill_value=0.0, force_resample=True, copy_header=True)
     result = np.moveaxis(np.asarray(out.get_fdata(dtype=np.float32)), -1, 0)
     return np.ascontiguousarray(result[0] if single else result)

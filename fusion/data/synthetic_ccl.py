@@ -248,7 +248,7 @@ def simulate_ccl_cohort(spec: CCLCohortSpec) -> dict:
     edge_networks: list[list[str]] = []
     edge_signs: list[int] = []
     shift = (spec.edge_shift * spec.strength * brain).astype(np.float32)
-    for a, b, sign, net_a, net_b in blocks:
+    for a, b, sign, _, _ in blocks:
         ii, jj = np.meshgrid(a, b, indexing="ij")
         fc[:, ii, jj] += sign * shift[:, None, None]
         fc[:, jj, ii] += sign * shift[:, None, None]

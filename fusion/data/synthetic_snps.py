@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from fusion.data.synthetic_ccl import CCLCohortSpec
 
 
-def simulate_snps(rng: np.random.Generator, n: int, spec: "CCLCohortSpec") -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def simulate_snps(
+    rng: np.random.Generator, n: int, spec: CCLCohortSpec
+) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Genotypes ``(n, n_snps)`` int8 in {0,1,2}, the MAFs and the planted runs (index arrays)."""
     p = spec.n_snps
     if spec.snp_layout == "single":
@@ -76,7 +78,7 @@ def _genotypes(rng: np.random.Generator, n: int, p: int, blocks: list[tuple[np.n
     return geno, maf
 
 
-def _simulate_single_snps(rng: np.random.Generator, n: int, spec: "CCLCohortSpec"
+def _simulate_single_snps(rng: np.random.Generator, n: int, spec: CCLCohortSpec
                           ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
     """Genotypes in LD blocks of 1-15 SNPs everywhere, with ``n_causal_snps`` isolated causal SNPs
     (at least 20 SNPs apart) inside ordinary blocks: a causal SNP's neighbours share its signal

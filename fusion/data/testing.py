@@ -36,7 +36,7 @@ def cached_prepared(n_subjects: int = 24, effect: bool = True, seed: int = 0, dt
     return _prepared(int(n_subjects), bool(effect), int(seed), str(dtype))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cohort(n_subjects: int, effect: bool, seed: int) -> Path:
     from fusion.data.synthetic_volumes import make_vae_cohort
 
@@ -44,7 +44,7 @@ def _cohort(n_subjects: int, effect: bool, seed: int) -> Path:
     return make_vae_cohort(out, size="tiny", n_subjects=n_subjects, effect=effect, seed=seed, progress=False)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _prepared(n_subjects: int, effect: bool, seed: int, dtype: str) -> Path:
     from fusion.data.prepare import prepare_cohort
 

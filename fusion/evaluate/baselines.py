@@ -129,7 +129,8 @@ def classical_baselines(X_train: np.ndarray, y_train: np.ndarray, X_test: np.nda
     preds["RF"] = RandomForestClassifier(n_estimators=s.rf_trees, random_state=s.seed, n_jobs=s.n_jobs) \
         .fit(X_train, y_train).predict(X_test)
     log.info("baseline DT")
-    preds["DT"] = DecisionTreeClassifier(max_depth=s.dt_max_depth, random_state=s.seed).fit(X_train, y_train).predict(X_test)
+    preds["DT"] = DecisionTreeClassifier(max_depth=s.dt_max_depth, random_state=s.seed) \
+        .fit(X_train, y_train).predict(X_test)
     log.info("baseline logistic regression")
     preds["Logist"] = LogisticRegression(C=s.logistic_C, max_iter=5000).fit(X_train, y_train).predict(X_test)
     log.info("baseline MLP+SVM")
@@ -153,7 +154,9 @@ def ccl_feature_baselines(Z_train: np.ndarray, y_train: np.ndarray, Z_test: np.n
     }
 
 
-def ccl_representations(model: Any, fc: np.ndarray, snps: np.ndarray, batch_size: int = 16) -> tuple[np.ndarray, np.ndarray]:
+def ccl_representations(
+    model: Any, fc: np.ndarray, snps: np.ndarray, batch_size: int = 16
+) -> tuple[np.ndarray, np.ndarray]:
     """View representations ``(n, sum d_i)`` and mean-of-views probabilities ``(n, C)`` of a
     trained ``CollaborativeNet`` (eval mode, CPU)."""
     import torch

@@ -163,7 +163,8 @@ def write_run_results(
         "n_folds": len(folds),
         "class_names": first["class_names"],
         "positive_class": first["positive_class"],
-        "folds": [{"stage": s, **{k: f[k] for k in (*METRIC_KEYS, "n_test", "epochs", "checkpoint")}} for s, f in folds],
+        "folds": [{"stage": s, **{k: f[k] for k in (*METRIC_KEYS, "n_test", "epochs", "checkpoint")}}
+                  for s, f in folds],
     })
     recs = [f["recovery"] for _, f in folds if isinstance(f.get("recovery"), dict)]
     if recs:

@@ -86,7 +86,7 @@ class CovariateRegression:
     ``X - (C - mean_C_fit) B_C`` (the intercept, i.e. the training mean, stays).
     """
 
-    def fit(self, X: np.ndarray, C: np.ndarray) -> "CovariateRegression":
+    def fit(self, X: np.ndarray, C: np.ndarray) -> CovariateRegression:
         X, C = np.asarray(X, dtype=float), np.asarray(C, dtype=float)
         self.mean_ = C.mean(axis=0)
         design = np.column_stack([np.ones(len(C)), C - self.mean_])
@@ -116,7 +116,9 @@ class ComBat:
             frame[f"c{j}"] = C[:, j]
         return frame
 
-    def fit(self, X: np.ndarray, sites: np.ndarray, C: np.ndarray | None = None, subjects: Sequence[str] | None = None) -> "ComBat":
+    def fit(
+        self, X: np.ndarray, sites: np.ndarray, C: np.ndarray | None = None, subjects: Sequence[str] | None = None
+    ) -> ComBat:
         try:
             from neuroHarmonize import harmonizationLearn
         except ImportError as err:
@@ -132,7 +134,8 @@ class ComBat:
         few = [(lv, n) for lv, n in zip(levels, counts) if n < self.min_subjects]
         if few:
             ids = np.asarray(subjects if subjects is not None else np.arange(len(sites))).astype(str)
-            detail = "; ".join(f"site {str(lv)!r}: {int(n)} subject(s) ({', '.join(ids[sites == lv][:_SHOWN])})" for lv, n in few)
+            detail = "; ".join(f"site {str(lv)!r}: {int(n)} subject(s) ({', '.join(ids[sites == lv][:_SHOWN])})"
+                               for lv, n in few)
             raise InputError(f"ComBat: a site needs at least {self.min_subjects} training subjects in a fold: {detail}")
         self.sites_ = levels
         self.X_fit_, self.covars_fit_ = X, self._covars(sites, C)
@@ -141,7 +144,9 @@ class ComBat:
             self.model_, _ = harmonizationLearn(X, self.covars_fit_)
         return self
 
-    def transform(self, X: np.ndarray, sites: np.ndarray, C: np.ndarray | None = None, subjects: Sequence[str] | None = None) -> np.ndarray:
+    def transform(
+        self, X: np.ndarray, sites: np.ndarray, C: np.ndarray | None = None, subjects: Sequence[str] | None = None
+    ) -> np.ndarray:
         """Harmonise new subjects with the fitted model (each subject is adjusted independently).
 
         neuroHarmonize builds its design from the sites present in the data it is given, so the

@@ -16,10 +16,14 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fusion.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "analyze_importance",
@@ -75,7 +79,7 @@ def importance_table(
     importances: np.ndarray,
     names: Sequence[str] | None = None,
     domains: Sequence[str] | None = None,
-) -> "pandas.DataFrame":  # noqa: F821
+) -> pandas.DataFrame:
     """Mean and standard deviation over folds, ranked.
 
     Args:
@@ -163,7 +167,7 @@ def load_fold_coefs(run_dir: str | os.PathLike) -> tuple[list[int], np.ndarray]:
     if not folds:
         raise InputError(f"{run_dir}: no fold_XX/svm.npz found (is this a finished VAE run directory?)")
     coefs = []
-    for number, path in folds:
+    for _, path in folds:
         data = load_npz(path / "svm.npz")
         if "coef" not in data:
             raise InputError(f"{path / 'svm.npz'} has no 'coef' array (keys: {sorted(data)})")

@@ -3,7 +3,8 @@ transformer around it, so that ``make_pipeline(VAELatents(model), LinearSVM())``
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from tqdm.auto import tqdm
 from fusion.errors import InputError
 
 __all__ = ["VAELatents", "embed_subjects"]
+
+#: ``model.encode``: volumes ``(B, 1, X, Y, Z)`` -> ``(mu, logvar)``
+_Encode = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
 @torch.no_grad()
@@ -40,26 +44,27 @@ def embed_subjects(
     model.eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     out: np.ndarray | None = None
-    seen = np.zeros(len(dataset), dtype=bool)
+    n_subjects = len(cast(Sized, dataset))  # a map-style dataset: torch's Dataset type declares no __len__
+    seen = np.zeros(n_subjects, dtype=np.bool_)
     try:
         for batch in tqdm(loader, desc="latents", unit="batch", disable=not progress, leave=False):
             volumes = batch["volumes"].to(device=device, dtype=torch.float32)
             k, m = volumes.shape[:2]
-            mu, _ = model.encode(volumes.reshape(k * m, 1, *volumes.shape[2:]))
-            mu = mu.float().reshape(k, m, -1).cpu().numpy()
+            mu_t, _ = cast(_Encode, model.encode)(volumes.reshape(k * m, 1, *volumes.shape[2:]))
+            mu = mu_t.float().reshape(k, m, -1).cpu().numpy()
             if out is None:
-                out = np.zeros((len(dataset), m, mu.shape[-1]), dtype=np.float32)
+                out = np.zeros((n_subjects, m, mu.shape[-1]), dtype=np.float32)
             rows = np.asarray(batch["index"], dtype=np.int64)
-            if rows.size and (rows.min() < 0 or rows.max() >= len(dataset)):
-                raise InputError(f"latent extraction: the dataset's 'index' values must lie in 0..{len(dataset) - 1}, "
-                                 f"got {sorted(set(rows.tolist()) - set(range(len(dataset))))}")
+            if rows.size and (rows.min() < 0 or rows.max() >= n_subjects):
+                raise InputError(f"latent extraction: the dataset's 'index' values must lie in 0..{n_subjects - 1}, "
+                                 f"got {sorted(set(rows.tolist()) - set(range(n_subjects)))}")
             out[rows] = mu
             seen[rows] = True
     finally:
         model.train(was_training)
     if out is None or not seen.all():
         raise InputError(
-            f"latent extraction: the dataset's 'index' values must cover 0..{len(dataset) - 1}; "
+            f"latent extraction: the dataset's 'index' values must cover 0..{n_subjects - 1}; "
             f"{int((~seen).sum())} subject(s) were never embedded"
         )
     return out
@@ -95,7 +100,7 @@ class VAELatents(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
 
-    def fit(self, X: Any, y: Any = None) -> "VAELatents":
+    def fit(self, X: Any, y: Any = None) -> VAELatents:
         if self.model is None:
             raise InputError("VAELatents needs a trained model (VAELatents(model))")
         self.n_features_in_ = int(np.prod(np.shape(X)[1:]))

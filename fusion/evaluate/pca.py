@@ -9,9 +9,9 @@ stays at about one chunk of columns plus n x n, whatever p is:
 - training projections: ``U * sqrt(lambda)`` (= ``Xc V`` with ``V = Xc^T U / sqrt(lambda)``);
 - new subjects: ``(X_new - mean) Xc^T U / sqrt(lambda)``, again accumulated over chunks.
 
-Feature data comes from a :class:`ChunkSource` (``n_samples``, ``n_features``,
-``read(start, stop)``): an in-memory array (:class:`ArraySource`), a callable
-(:class:`CallableSource`), or per-subject memory-mapped arrays (:class:`NpyStackSource`).
+Feature data comes from a :class:`~fusion.evaluate.chunk_sources.ChunkSource` (``n_samples``,
+``n_features``, ``read(start, stop)``; :mod:`fusion.evaluate.chunk_sources`) or a 2D array.
+:class:`GramPCA` is a scikit-learn transformer, so it composes with ``make_pipeline`` and ``clone``.
 
 A second route, :func:`pca_from_gram`, starts from the uncentred Gram matrix of *all* subjects
 (computed once by :func:`gram_matrices`) and derives any train/test split from it exactly; the
@@ -24,22 +24,18 @@ The number of components cannot exceed the rank of the centred training data (at
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from fusion.errors import ConfigError, FusionError, InputError
+from fusion.evaluate.chunk_sources import ChunkSource, as_source
 
 __all__ = [
-    "ArraySource",
-    "CallableSource",
-    "ChunkSource",
     "GramPCA",
-    "NpyStackSource",
     "TooManyComponentsError",
-    "as_source",
     "gram_matrices",
     "max_components",
     "pca_from_gram",
@@ -68,136 +64,6 @@ class TooManyComponentsError(FusionError):
             f"n_components={n_components} exceeds the rank of the centred training data "
             f"({available}, with {n_train} training subjects): report 'n/a' for this setting"
         )
-
-
-# --------------------------------------------------------------------------------------------
-# feature sources
-# --------------------------------------------------------------------------------------------
-
-
-@runtime_checkable
-class ChunkSource(Protocol):
-    """Row-major feature data readable in column chunks.
-
-    ``read(start, stop)`` returns the columns ``start:stop`` of every sample, shape
-    ``(n_samples, stop - start)``; ``rows`` (optional elsewhere) restricts to a subset of samples.
-    """
-
-    n_samples: int
-    n_features: int
-
-    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> np.ndarray: ...
-
-
-class ArraySource:
-    """An in-memory (or memory-mapped) 2D array ``(n_samples, n_features)`` as a chunk source."""
-
-    def __init__(self, X: np.ndarray):
-        X = np.asarray(X) if not isinstance(X, np.memmap) else X
-        if X.ndim != 2:
-            raise InputError(f"X must be 2D (n_samples, n_features), got shape {X.shape}")
-        self.X = X
-        self.n_samples, self.n_features = X.shape
-
-    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> np.ndarray:
-        block = self.X[:, start:stop]
-        return block if rows is None else block[rows]
-
-
-class CallableSource:
-    """Wrap ``fn(start, stop) -> (n_samples, stop - start)`` as a chunk source.
-
-    Args:
-        fn: returns the feature columns ``start:stop`` of every sample.
-        n_samples: number of rows ``fn`` returns.
-        n_features: total number of columns.
-    """
-
-    def __init__(self, fn: Callable[[int, int], np.ndarray], n_samples: int, n_features: int):
-        self.fn = fn
-        self.n_samples = int(n_samples)
-        self.n_features = int(n_features)
-
-    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> np.ndarray:
-        block = np.asarray(self.fn(start, stop))
-        if block.shape != (self.n_samples, stop - start):
-            raise InputError(
-                f"chunk source returned shape {block.shape} for columns {start}:{stop}, "
-                f"expected {(self.n_samples, stop - start)}"
-            )
-        return block if rows is None else block[rows]
-
-
-class NpyStackSource:
-    """One ``.npy`` file per subject, flattened to one feature row per subject, read by byte ranges.
-
-    Reading a column chunk reads only that slice of each file (positioned reads, no memory map),
-    so a cohort on the paper grid is streamed without ever being loaded whole and without mapped
-    pages accumulating in the process's resident memory.
-
-    Args:
-        paths: one ``.npy`` per subject, all with the same shape and dtype (e.g. ``(54, X, Y, Z)``
-            float32), C order.
-    """
-
-    def __init__(self, paths: Sequence[str | os.PathLike]):
-        if len(paths) == 0:
-            raise InputError("NpyStackSource needs at least one subject file")
-        self.paths = [os.fspath(p) for p in paths]
-        self._offsets = []
-        shape = dtype = None
-        for path in self.paths:
-            item_shape, item_dtype, offset = _npy_layout(path)
-            if shape is None:
-                shape, dtype = item_shape, item_dtype
-            elif (item_shape, item_dtype) != (shape, dtype):
-                raise InputError(
-                    f"subject array {path} is {item_dtype} {item_shape}, expected {dtype} {shape} like {self.paths[0]}"
-                )
-            self._offsets.append(offset)
-        self.item_shape = tuple(shape)
-        self.dtype = dtype
-        self.n_samples = len(self.paths)
-        self.n_features = int(np.prod(shape))
-
-    def read(self, start: int, stop: int, rows: np.ndarray | None = None) -> np.ndarray:
-        idx = range(self.n_samples) if rows is None else np.asarray(rows)
-        itemsize = self.dtype.itemsize
-        out = np.empty((len(idx), stop - start), dtype=np.float64)
-        buffer = np.empty(stop - start, dtype=self.dtype)
-        for out_row, i in enumerate(idx):
-            with open(self.paths[i], "rb") as f:
-                f.seek(self._offsets[i] + start * itemsize)
-                if f.readinto(memoryview(buffer).cast("B")) != buffer.nbytes:
-                    raise InputError(f"subject array {self.paths[i]} ended before feature {stop}: truncated file?")
-            out[out_row] = buffer
-        return out
-
-
-def _npy_layout(path: str) -> tuple[tuple[int, ...], np.dtype, int]:
-    """Shape, dtype and data offset of a C-ordered ``.npy`` file, from its header."""
-    from numpy.lib import format as npy_format
-
-    try:
-        with open(path, "rb") as f:
-            version = npy_format.read_magic(f)
-            reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-            shape, fortran, dtype = reader(f)
-            offset = f.tell()
-    except (OSError, ValueError) as err:
-        raise InputError(f"cannot read the .npy header of subject array {path}: {err}") from err
-    if fortran and len(shape) > 1:
-        raise InputError(f"subject array {path} is stored in Fortran order; expected C order")
-    if dtype.hasobject:
-        raise InputError(f"subject array {path} holds Python objects; expected numbers")
-    return tuple(shape), dtype, offset
-
-
-def as_source(X: np.ndarray | ChunkSource) -> ChunkSource:
-    """Return ``X`` unchanged if it is a chunk source, else wrap a 2D array."""
-    if isinstance(X, ChunkSource):
-        return X
-    return ArraySource(X)
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,6 +116,13 @@ def _check_chunk_size(chunk_size: int) -> int:
     return int(chunk_size)
 
 
+def _check_n_components(n_components: object) -> int:
+    # whole numbers only: a float would read as scikit-learn's "fraction of variance", unsupported here
+    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or n_components < 1:
+        raise ConfigError(f"n_components must be an integer >= 1, got {n_components!r}")
+    return int(n_components)
+
+
 def _check_finite(block, start: int, stop: int, xp=np) -> None:
     if not bool(xp.isfinite(block).all()):
         raise InputError(f"feature columns {start}:{stop} contain NaN or Inf")
@@ -297,12 +170,15 @@ def _top_eigen(G: np.ndarray, n_components: int) -> tuple[np.ndarray, np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
-class GramPCA:
+class GramPCA(TransformerMixin, BaseEstimator):
     """Principal component analysis for n << p, fitted through the n x n Gram matrix.
 
     Projections equal scikit-learn's ``PCA(n_components).fit(X).transform(X)`` up to the sign of
     each component. The component vectors themselves (k x p) are never formed: :meth:`transform`
     streams the training data a second time, so the training source must stay readable.
+
+    A scikit-learn transformer: parameters are stored as given and checked by :meth:`fit`, so
+    ``clone``, ``get_params`` and pipelines (``make_pipeline(GramPCA(3), LinearSVC())``) work.
 
     Args:
         n_components: number of components k; at most the rank of the centred training data
@@ -317,26 +193,31 @@ class GramPCA:
         mean_: (n_features,) training mean, float64.
         eigenvalues_: (k,) eigenvalues of the centred Gram matrix, decreasing.
         explained_variance_: (k,) ``eigenvalues_ / (n_train - 1)`` (as scikit-learn).
+        eigenvectors_: (n_train, k) eigenvectors ``U`` of the centred Gram matrix (signs fixed).
+        singular_values_: (k,) ``sqrt(eigenvalues_)``, the singular values of the centred data.
         train_projection_: (n_train, k) projections of the training subjects.
-        n_train_, n_features_, backend_.
+        train_source_: the training data as a chunk source, read again by :meth:`transform`.
+        n_train_, n_features_ (= ``n_features_in_``), backend_.
     """
 
-    def __init__(self, n_components: int, chunk_size: int = 32768, backend: str = "auto"):
+    def __init__(self, n_components: int, chunk_size: int = 32768, backend: str = "auto") -> None:
         self.n_components = n_components
         self.chunk_size = chunk_size
         self.backend = backend
 
-    def fit(self, X: np.ndarray | ChunkSource) -> "GramPCA":
-        """Fit on training data: a 2D array ``(n_train, n_features)`` or a :class:`ChunkSource`."""
+    def fit(self, X: np.ndarray | ChunkSource, y: object = None) -> GramPCA:
+        """Fit on training data: a 2D array ``(n_train, n_features)`` or a :class:`ChunkSource`.
+        ``y`` is ignored (scikit-learn's signature)."""
         source = as_source(X)
         chunk = _check_chunk_size(self.chunk_size)
+        k = _check_n_components(self.n_components)
         n, p = source.n_samples, source.n_features
         if n < 2:
             raise InputError(f"PCA needs at least 2 training subjects, got {n}")
-        if self.n_components > max_components(n):  # fail before streaming anything
-            raise TooManyComponentsError(self.n_components, max_components(n), n)
-        self.backend_ = resolve_backend(self.backend)
-        acc = _Accumulator(self.backend_, (n, n))
+        if k > max_components(n):  # fail before streaming anything
+            raise TooManyComponentsError(k, max_components(n), n)
+        backend = resolve_backend(self.backend)
+        acc = _Accumulator(backend, (n, n))
         mean = np.empty(p, dtype=np.float64)
         for start, stop in _chunks(p, chunk):
             block = acc.asarray(source.read(start, stop))
@@ -344,26 +225,32 @@ class GramPCA:
             mu = block.mean(axis=0)
             block -= mu
             acc.add(block, block)
-            mean[start:stop] = mu.get() if self.backend_ == "cupy" else mu
-        evals, evecs = _top_eigen(acc.result(), int(self.n_components))
+            mean[start:stop] = mu.get() if backend == "cupy" else mu
+        evals, evecs = _top_eigen(acc.result(), k)
+        # fitted attributes only once the fit succeeded, so a failed fit never looks fitted
+        self.backend_ = backend
         self.mean_ = mean
         self.eigenvalues_ = evals
         self.explained_variance_ = evals / (n - 1)
-        self._U = evecs
-        self._scale = np.sqrt(evals)
-        self.train_projection_ = evecs * self._scale
+        self.eigenvectors_ = evecs
+        self.singular_values_ = np.sqrt(evals)
+        self.train_projection_ = evecs * self.singular_values_
         self.n_train_, self.n_features_ = n, p
-        self._train = source
+        self.n_features_in_ = p
+        self.train_source_ = source
         return self
 
-    def fit_transform(self, X: np.ndarray | ChunkSource) -> np.ndarray:
-        """Fit and return the training projections ``(n_train, k)``."""
+    def fit_transform(self, X: np.ndarray | ChunkSource, y: object = None) -> np.ndarray:
+        """Fit and return the training projections ``(n_train, k)`` (one pass, not fit + transform)."""
         return self.fit(X).train_projection_.copy()
 
     def transform(self, X: np.ndarray | ChunkSource) -> np.ndarray:
-        """Project new subjects: ``(X - mean) Xc^T U / sqrt(lambda)``, shape ``(n_new, k)``."""
-        if not hasattr(self, "mean_"):
-            raise ConfigError("GramPCA.transform called before fit")
+        """Project new subjects: ``(X - mean) Xc^T U / sqrt(lambda)``, shape ``(n_new, k)``.
+
+        Raises:
+            sklearn.exceptions.NotFittedError: before :meth:`fit`.
+        """
+        check_is_fitted(self)
         source = as_source(X)
         if source.n_features != self.n_features_:
             raise InputError(f"X has {source.n_features} features, the PCA was fitted on {self.n_features_}")
@@ -372,9 +259,9 @@ class GramPCA:
             mu = acc.asarray(self.mean_[start:stop])
             new = acc.asarray(source.read(start, stop))
             _check_finite(new, start, stop, acc.xp)
-            train = acc.asarray(self._train.read(start, stop))
+            train = acc.asarray(self.train_source_.read(start, stop))
             acc.add(new - mu, train - mu)
-        return acc.result() @ self._U / self._scale
+        return acc.result() @ self.eigenvectors_ / self.singular_values_
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,12 +317,14 @@ def gram_matrices(
             if acc is not None:
                 out[current] = acc.result()
             current, acc = g, _Accumulator(resolved, (n, n))
+        assert acc is not None  # made at the first span
         block = acc.asarray(source.read(start, stop))
         _check_finite(block, start, stop, acc.xp)
         block -= block.mean(axis=0)
         acc.add(block, block)
         if bar is not None:
             bar.update()
+    assert acc is not None  # spans is not empty: every group has start < stop
     out[current] = acc.result()
     if bar is not None:
         bar.close()

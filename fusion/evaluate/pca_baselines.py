@@ -28,12 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from fusion.errors import ConfigError, InputError
-from fusion.evaluate.pca import (
-    NpyStackSource,
-    TooManyComponentsError,
-    gram_matrices,
-    pca_from_gram,
-)
+from fusion.evaluate.chunk_sources import NpyStackSource
+from fusion.evaluate.pca import TooManyComponentsError, gram_matrices, pca_from_gram
 
 __all__ = [
     "METHODS",
@@ -200,7 +196,8 @@ def fold_sets(folds: Sequence, n_subjects: int) -> list[tuple[np.ndarray, np.nda
         test = np.asarray(fold.test, dtype=int)
         if np.intersect1d(fit, test).size:
             raise InputError(f"fold {k}: test subjects also appear in train/val")
-        if fit.size == 0 or test.size == 0 or max(fit.max(), test.max()) >= n_subjects or min(fit.min(), test.min()) < 0:
+        if (fit.size == 0 or test.size == 0
+                or max(fit.max(), test.max()) >= n_subjects or min(fit.min(), test.min()) < 0):
             raise InputError(f"fold {k}: subject indices must lie in 0..{n_subjects - 1} and be non-empty")
         out.append((np.sort(fit), np.sort(test)))
     if not out:

@@ -91,7 +91,7 @@ def pca_baselines_pooled(
     folds: Sequence[tuple[np.ndarray, np.ndarray]],
     components: Sequence[int],
     make_svm: Callable[[], Any],
-    adjust: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    adjust: Callable[[np.ndarray, np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Pooled test AUC of both PCA baselines at each component count, on the given folds.
 
@@ -144,8 +144,9 @@ def run_verdict(
     p = float(permutation["p"]) if permutation else (1.0 if vae["ci"][0] <= 0.5 else 0.0)
     verdict = interpretability("VAE", float(vae["auc"]), vae["ci"], p, scored or None, metric="pooled AUC", alpha=alpha)
     if not permutation and p > alpha:
-        verdict["reasons"] = [f"VAE is at chance: pooled AUC {vae['auc']:.3f}, 95% CI {vae['ci'][0]:.3f}-{vae['ci'][1]:.3f} contains 0.5"] + [
-            r for r in verdict["reasons"] if "at chance" not in r]
+        verdict["reasons"] = [
+            f"VAE is at chance: pooled AUC {vae['auc']:.3f}, 95% CI {vae['ci'][0]:.3f}-{vae['ci'][1]:.3f} contains 0.5"
+        ] + [r for r in verdict["reasons"] if "at chance" not in r]
     return verdict
 
 
@@ -215,7 +216,9 @@ def statistics_for_run(
         raise InputError(f"no fold_*/result.json in {logdir}")
     y, s = pooled_scores(results)
     vae = pooled_auc(y, s, n_boot=n_boot, seed=seed)
-    permutation = svm_permutation_test(folds, make_svm, n_perm, seed) if folds and n_perm > 0 and len(folds) == len(results) else None
+    permutation = None
+    if folds and n_perm > 0 and len(folds) == len(results):
+        permutation = svm_permutation_test(folds, make_svm, n_perm, seed)
     baselines: dict[str, Any] = {}
     if components and prepared_dir is not None and folds:
         from fusion.evaluate.pca_baselines import load_prepared, modality_grams

@@ -18,7 +18,7 @@ turns the result and the best baseline into the verdict the reports print at the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -182,18 +182,20 @@ def split_summary(
     kinds = ["accuracy"] + (["auc"] if all(d[2] is not None for d in data) else [])
     for name in kinds:
         col = 1 if name == "accuracy" else 2
-        observed = float(np.mean([_fast_metric(name, d[0][None], d[col][None])[0] for d in data]))
+        # (labels, predictions or scores) per split; scores only get here when every split has them
+        pairs = [(d[0], cast(np.ndarray, d[col])) for d in data]
+        observed = float(np.mean([_fast_metric(name, y[None], v[None])[0] for y, v in pairs]))
         rng = np.random.default_rng(seed)
         boots = np.zeros(n_boot)
-        for d in data:
-            idx = _stratified_indices(rng, d[0], n_boot)
-            boots += _fast_metric(name, d[0][idx], d[col][idx])
+        for y, v in pairs:
+            idx = _stratified_indices(rng, y, n_boot)
+            boots += _fast_metric(name, y[idx], v[idx])
         boots /= len(data)
         rng = np.random.default_rng(seed)
         null = np.zeros(n_perm)
-        for d in data:
-            perm = np.argsort(rng.random((n_perm, len(d[0]))), axis=1)
-            null += _fast_metric(name, d[0][perm], np.broadcast_to(d[col], perm.shape))
+        for y, v in pairs:
+            perm = np.argsort(rng.random((n_perm, len(y))), axis=1)
+            null += _fast_metric(name, y[perm], np.broadcast_to(v, perm.shape))
         null /= len(data)
         low, high = np.percentile(boots, [2.5, 97.5])
         out[name] = observed

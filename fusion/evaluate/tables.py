@@ -16,10 +16,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fusion.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = [
     "ROW_ORDER",
@@ -65,10 +69,15 @@ def vae_record(results: dict, source: str | None = None) -> dict:
     }
 
 
+def _dim(record: dict) -> int:
+    """A record's latent dimension: ``latent_dim`` (VAE), else ``n_components`` (PCA baselines)."""
+    return int(record["latent_dim"] if "latent_dim" in record else record["n_components"])
+
+
 def _records_by_cell(records: Sequence[dict]) -> dict[tuple[str, int], dict]:
     cells = {}
     for r in records:
-        key = (r["method"], int(r.get("latent_dim", r.get("n_components"))))
+        key = (r["method"], _dim(r))
         if key in cells:
             raise InputError(f"two results for {ROW_ORDER.get(key[0], key[0])} at latent dimension {key[1]}")
         cells[key] = r
@@ -87,14 +96,14 @@ def _label(method: str, records: Sequence[dict]) -> str:
     return ROW_ORDER.get(method, method)
 
 
-def table1_frame(records: Sequence[dict], latent_dims: Sequence[int]) -> "pandas.DataFrame":  # noqa: F821
+def table1_frame(records: Sequence[dict], latent_dims: Sequence[int]) -> pandas.DataFrame:
     """Wide Table I: a ``method`` column, then one column per latent dimension (mean AUC or text)."""
     import pandas as pd
 
     cells = _records_by_cell(records)
     rows = []
     for method in _methods(records):
-        row = {"method": _label(method, records)}
+        row: dict[str, str | float] = {"method": _label(method, records)}
         for l in latent_dims:
             r = cells.get((method, int(l)))
             if r is None:
@@ -107,7 +116,7 @@ def table1_frame(records: Sequence[dict], latent_dims: Sequence[int]) -> "pandas
     return pd.DataFrame(rows, columns=["method"] + [str(l) for l in latent_dims])
 
 
-def table1_long(records: Sequence[dict]) -> "pandas.DataFrame":  # noqa: F821
+def table1_long(records: Sequence[dict]) -> pandas.DataFrame:
     """Every record with its per-fold AUCs (``;``-separated), for re-analysis."""
     import pandas as pd
 
@@ -118,7 +127,7 @@ def table1_long(records: Sequence[dict]) -> "pandas.DataFrame":  # noqa: F821
             {
                 "method": r["method"],
                 "label": r.get("label", ROW_ORDER.get(r["method"], r["method"])),
-                "latent_dim": int(r.get("latent_dim", r.get("n_components"))),
+                "latent_dim": _dim(r),
                 "status": r["status"],
                 "auc_mean": float(r["auc_mean"]) if ok else None,
                 "auc_std": float(r["auc_std"]) if ok else None,
@@ -176,7 +185,7 @@ def write_table1(
 # --------------------------------------------------------------------------------------------
 
 
-def seeds_frame(records: Sequence[dict]) -> "pandas.DataFrame":  # noqa: F821
+def seeds_frame(records: Sequence[dict]) -> pandas.DataFrame:
     """One row per seed (AUC mean/std over folds), then a ``mean ± std over seeds`` row.
 
     Args:
@@ -206,7 +215,7 @@ def seeds_frame(records: Sequence[dict]) -> "pandas.DataFrame":  # noqa: F821
     return pd.DataFrame(rows)
 
 
-def seeds_markdown(frame: "pandas.DataFrame", caption: str = "") -> str:  # noqa: F821
+def seeds_markdown(frame: pandas.DataFrame, caption: str = "") -> str:
     """The seeds table as Markdown; the last row's std is over seeds, the others' over folds."""
     lines = ["| Seed | Latent dimension | ROC-AUC (mean ± std over folds) |", "|---|---|---|"]
     for row in frame.iloc[:-1].itertuples():

@@ -1,9 +1,10 @@
 """gCAM-CCL interpretation of a trained collaborative network, from subjects to result files.
 
 :func:`compute_subject_maps` runs Grad-CAM and guided Grad-CAM for every view over a set of
-subjects; :func:`fusion.workflows.ccl_maps.analyse_subject_maps` turns the maps into the paper's outputs (significant edges,
-hub degrees, significant SNPs, histograms, figures) and, with a ground truth, recovery scores.
-Both are plain PyTorch/NumPy; ``callbacks.activation_maps.ActivationMapCallback`` calls them.
+subjects; :func:`fusion.workflows.ccl_maps.analyse_subject_maps` turns the maps into the paper's
+outputs (significant edges, hub degrees, significant SNPs, histograms, figures) and, with a ground
+truth, recovery scores.
+Both are plain PyTorch/NumPy; ``fusion_callbacks.activation_maps.ActivationMapCallback`` calls them.
 
 Each subject gets the map of one class, its own (``map_class="label"``, default: the paper's
 class-specific maps are averaged within each class) or the predicted one (``"predicted"``).
@@ -19,9 +20,10 @@ of them, by the paper's frequency rule on the signed values or on their magnitud
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -34,6 +36,9 @@ from fusion.interpret.gradcam import grad_cam, resolve_layer
 from fusion.interpret.guided_backprop import guided_backprop, input_gradient
 from fusion.interpret.integrated_gradients import integrated_gradients
 from fusion.models.ccl import mean_of_views
+
+if TYPE_CHECKING:
+    import pandas
 
 MAP_KINDS = ("gradcam", "guided_gradcam", "guided_backprop", "gradient", "integrated_gradients")
 RULES = ("frequency", "contrast")
@@ -126,20 +131,20 @@ def compute_subject_maps(
         view_kinds = {v.name: list(kinds[v.name]) for v in views}
     else:
         view_kinds = {v.name: list(kinds) for v in views}
-    for name, chosen in view_kinds.items():
-        unknown = sorted(set(chosen) - set(MAP_KINDS))
-        if unknown or not chosen:
+    for name, kind_list in view_kinds.items():
+        unknown = sorted(set(kind_list) - set(MAP_KINDS))
+        if unknown or not kind_list:
             raise ConfigError(
-                f"map kinds {unknown or chosen} of view {name!r} are not a non-empty subset of {MAP_KINDS}"
+                f"map kinds {unknown or kind_list} of view {name!r} are not a non-empty subset of {MAP_KINDS}"
             )
     every_kinds = ({v: list(k) for v, k in by_class.items()} if isinstance(by_class, Mapping)
                    else {v: list(view_kinds.get(v, [])) for v in by_class})
     unknown_views = sorted(set(every_kinds) - {v.name for v in views})
     if unknown_views:
         raise ConfigError(f"by_class names view(s) {unknown_views} that are not explained")
-    for name, chosen in every_kinds.items():
-        if not set(chosen) <= set(view_kinds[name]):
-            raise ConfigError(f"by_class kinds {chosen} of view {name!r} are not among its kinds {view_kinds[name]}")
+    for name, wanted in every_kinds.items():
+        if not set(wanted) <= set(view_kinds[name]):
+            raise ConfigError(f"by_class kinds {wanted} of view {name!r} are not among its kinds {view_kinds[name]}")
     baselines = {v: torch.as_tensor(b).to(device=device, dtype=torch.float32) for v, b in (baselines or {}).items()}
     for view in views:
         resolve_layer(model, view.layer)
@@ -149,7 +154,8 @@ def compute_subject_maps(
     plans: dict[str, tuple[nn.Module, ViewSpec, tuple[int, ...]]] = {}
     for view in views:
         if hasattr(model, "single_view"):
-            plans[view.name] = (model.single_view(view.name), ViewSpec(view.name, 0, 0, view.layer),
+            single_view = cast(Callable[[str], nn.Module], model.single_view)
+            plans[view.name] = (single_view(view.name), ViewSpec(view.name, 0, 0, view.layer),
                                 (view.input_index,))
         else:
             plans[view.name] = (model, view, tuple(range(len(view_order))))
@@ -320,7 +326,7 @@ def user_table(frame, snp_positions: Sequence[str] | None = None):
 
     frame = frame.copy()
     renames = {c: f"{c}_index0" for c in ("roi_i", "roi_j", "roi") if c in frame}
-    front = []
+    front: list[str] = []
     for column in renames:
         name = column + "_name" if column != "roi" else "roi_name"
         frame.insert(len(front), name, [roi_label(i) for i in frame[column]])
@@ -333,6 +339,6 @@ def user_table(frame, snp_positions: Sequence[str] | None = None):
     return frame.rename(columns=renames)
 
 
-def user_tables(tables: Mapping[int, "pd.DataFrame"], snp_positions: Sequence[str] | None = None) -> dict:  # noqa: F821
+def user_tables(tables: Mapping[int, pandas.DataFrame], snp_positions: Sequence[str] | None = None) -> dict:
     """:func:`user_table` of each class's table."""
     return {c: user_table(t, snp_positions) for c, t in tables.items()}

@@ -86,9 +86,10 @@ def select_target(output: Tensor, target: Target | None) -> Tensor:
                 f"target tuple {target} has {len(target)} indices but the model output "
                 f"{tuple(output.shape)} has {output.dim() - 1} non-batch dimensions"
             )
-        target = tuple(int(i) for i in target)
-        _check_indices(target, output.shape[1:])
-        score = output[(slice(None), *target)]
+        indices = tuple(int(i) for i in target)
+        _check_indices(indices, output.shape[1:])
+        key: tuple[slice | int, ...] = (slice(None), *indices)
+        score = output[key]
     elif isinstance(target, numbers.Integral):
         target = int(target)
         if output.dim() != 2:
@@ -158,8 +159,8 @@ def model_state(model: nn.Module, eval_mode: bool = True) -> Iterator[nn.Module]
     finally:
         for m in inplace:
             m.inplace = True
-        for m, flag in training.items():
-            m.train(flag)
+        for module, flag in training.items():
+            module.train(flag)
 
 
 def as_inputs(inputs: Tensor | Sequence[Tensor]) -> tuple[Tensor, ...]:

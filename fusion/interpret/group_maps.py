@@ -165,7 +165,7 @@ def input_group_difference(
     """
     sums: list[np.ndarray | None] = [None, None]
     counts = [0, 0]
-    intensity = None
+    intensity: np.ndarray | None = None
     iterator: Iterable[Any] = volumes
     if progress:
         from tqdm.auto import tqdm
@@ -194,12 +194,14 @@ def input_group_difference(
         sel = vol[idx].astype(np.float64)
         sums[label] = sel if sums[label] is None else sums[label] + sel
         counts[label] += 1
-    if n_from_labels and n_from_labels != len(label_list):
+    if n_from_labels and label_list is not None and n_from_labels != len(label_list):
         raise InputError(f"input_group_difference: {n_from_labels} volumes but {len(label_list)} labels")
     for value, name in ((0, "control (0)"), (1, "patient (1)")):
         if counts[value] == 0:
             raise InputError(f"input_group_difference: no {name} subject among the volumes")
-    diff = sums[1] / counts[1] - sums[0] / counts[0]
+    control, patient = sums
+    assert control is not None and patient is not None and intensity is not None  # both groups seen above
+    diff = patient / counts[1] - control / counts[0]
     return diff.astype(np.float32), (intensity / (counts[0] + counts[1])).astype(np.float32)
 
 
@@ -346,7 +348,7 @@ def compare_maps(
     inputs: np.ndarray,
     q: float = 99.0,
     mask: np.ndarray | None = None,
-) -> dict[str, float | None]:
+) -> dict[str, Any]:
     """Agreement of a decoded difference map with the inputs' difference map.
 
     Args:
@@ -421,7 +423,7 @@ def recovery_scores(
         }
 
     def _mean(key: str) -> float | None:
-        vals = [v[key] for v in per.values() if v[key] is not None]
+        vals = [x for v in per.values() if (x := v[key]) is not None]
         return float(np.mean(vals)) if vals else None
 
     return {

@@ -14,6 +14,7 @@ Functional ReLUs (``F.relu`` inside ``forward``) are not modified, as in captum.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import overload
 
 import torch
 from torch import Tensor, nn
@@ -33,18 +34,38 @@ class _GuidedReLU(torch.autograd.Function):
     """ReLU whose backward passes only positive gradients where the input was positive."""
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(ctx, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         return x.clamp(min=0)
 
     @staticmethod
-    def backward(ctx, grad_output: Tensor) -> Tensor:  # noqa: D102
+    def backward(ctx, grad_output: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
         return grad_output.clamp(min=0) * (x > 0).to(grad_output.dtype)
 
 
 def _guided_hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor:
     return _GuidedReLU.apply(args[0])
+
+
+@overload
+def input_gradient(
+    model: nn.Module,
+    inputs: Tensor | Sequence[Tensor],
+    target: Target | None,
+    input_index: int = ...,
+    eval_mode: bool = ...,
+) -> Tensor: ...
+
+
+@overload
+def input_gradient(
+    model: nn.Module,
+    inputs: Tensor | Sequence[Tensor],
+    target: Target | None,
+    input_index: None,
+    eval_mode: bool = ...,
+) -> tuple[Tensor, ...]: ...
 
 
 def input_gradient(
@@ -61,6 +82,26 @@ def input_gradient(
     :func:`guided_backprop`.
     """
     return _input_grads(model, inputs, target, input_index, eval_mode, guided=False)
+
+
+@overload
+def guided_backprop(
+    model: nn.Module,
+    inputs: Tensor | Sequence[Tensor],
+    target: Target | None,
+    input_index: int = ...,
+    eval_mode: bool = ...,
+) -> Tensor: ...
+
+
+@overload
+def guided_backprop(
+    model: nn.Module,
+    inputs: Tensor | Sequence[Tensor],
+    target: Target | None,
+    input_index: None,
+    eval_mode: bool = ...,
+) -> tuple[Tensor, ...]: ...
 
 
 def guided_backprop(

@@ -13,7 +13,7 @@ Edges are unordered ROI pairs, compared as ``(min, max)``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -67,7 +67,7 @@ def _select(tables: dict[int, pd.DataFrame] | pd.DataFrame, classes: str | int) 
 def recovery_scores(
     edge_tables: dict[int, pd.DataFrame] | pd.DataFrame | None,
     snp_tables: dict[int, pd.DataFrame] | pd.DataFrame | None,
-    truth: dict,
+    truth: Mapping,
     classes: str | int = "union",
 ) -> dict:
     """Precision and recall of the significant edges and SNPs.
@@ -97,15 +97,15 @@ def recovery_scores(
             n_edges_planted=len(planted),
         )
     if snp_tables is not None:
-        found = set()
+        found_snps: set[int] = set()
         for frame in _select(snp_tables, classes):
-            found |= {int(k) for k in frame["index"]}
-        planted = {int(k) for k in truth["snps"]}
-        precision, recall = precision_recall(found, planted)
+            found_snps |= {int(k) for k in frame["index"]}
+        planted_snps = {int(k) for k in truth["snps"]}
+        precision, recall = precision_recall(found_snps, planted_snps)
         out.update(
             snp_precision=precision,
             snp_recall=recall,
-            n_snps_found=len(found),
-            n_snps_planted=len(planted),
+            n_snps_found=len(found_snps),
+            n_snps_planted=len(planted_snps),
         )
     return out

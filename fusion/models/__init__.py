@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fusion._lazy import lazy_getattr
+
+if TYPE_CHECKING:  # the lazy exports below, for type checkers and IDEs (`X as X`: a re-export)
+    from fusion.models.ccl import CollaborativeNet as CollaborativeNet
+    from fusion.models.ccl import FCNet as FCNet
+    from fusion.models.ccl import SNPNet as SNPNet
+    from fusion.models.vae import MultimodalVAE as MultimodalVAE
 
 # Imported lazily so that `import fusion.models` stays cheap and each network lives in one module.
 _EXPORTS = {

@@ -16,7 +16,9 @@ named by a dotted path such as ``views.fc.features.conv3``.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -48,9 +50,7 @@ def _stage(
     return nn.Sequential(_ordered(layers))
 
 
-def _ordered(layers: dict[str, nn.Module]) -> "OrderedDict[str, nn.Module]":  # noqa: F821
-    from collections import OrderedDict
-
+def _ordered(layers: dict[str, nn.Module]) -> OrderedDict[str, nn.Module]:
     return OrderedDict(layers)
 
 
@@ -97,7 +97,7 @@ def _fit_spec(spec: Sequence[tuple[int, int | None, int, int | None]], size: int
 
 def _collapses(spec: Sequence[tuple[int, int | None, int, int | None]], size: int) -> bool:
     n = size
-    for channels, kernel, padding, pool in spec:
+    for _, kernel, padding, pool in spec:
         if kernel is None:
             return n >= 1
         n = _stage_output(n, kernel, padding, pool)
@@ -173,7 +173,8 @@ class FCNet(_ViewNet):
         super().__init__(2, spec, 1, dropout, (1, n_rois, n_rois), "n_rois")
         self.channels_last = bool(channels_last)
         if self.channels_last:
-            self.to(memory_format=torch.channels_last)  # only the 4D conv weights change
+            # only the 4D conv weights change; torch's stub of Module.to omits memory_format
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
 
 class SNPNet(_ViewNet):
@@ -266,7 +267,7 @@ class CollaborativeNet(nn.Module):
     def n_views(self) -> int:
         return len(self.view_names)
 
-    def single_view(self, name: str) -> "CollaborativeNet":
+    def single_view(self, name: str) -> CollaborativeNet:
         """The network of one view and its collaborative head, sharing this model's modules.
 
         A view's logits depend on that view's input only, so its maps can be computed without
@@ -277,7 +278,7 @@ class CollaborativeNet(nn.Module):
         if name not in self.views:
             raise ConfigError(f"CollaborativeNet has no view {name!r} (views: {self.view_names})")
         sub = CollaborativeNet({name: self.views[name]}, self.n_classes,
-                               feature_dims={name: self.collab[name].in_features})
+                               feature_dims={name: cast(nn.Linear, self.collab[name]).in_features})
         sub.collab[name] = self.collab[name]
         return sub.train(self.training)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -33,7 +34,7 @@ def _conv_out(size: int) -> int:
     return (size + 2 * _PADDING - _KERNEL) // _STRIDE + 1
 
 
-def encoder_shapes(in_shape: Sequence[int], n_stages: int) -> list[tuple[int, int, int]]:
+def encoder_shapes(in_shape: Sequence[int], n_stages: int) -> list[tuple[int, ...]]:
     """Spatial shapes along the encoder, input first and bottleneck last.
 
     Args:
@@ -102,7 +103,8 @@ class MultimodalVAE(nn.Module):
         self.in_shape = _check_int_tuple("in_shape", in_shape, length=3)
         self.channels = _check_int_tuple("channels", channels)
         self.head_channels = _check_int_tuple("head_channels", head_channels)
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, numbers.Integral) or latent_dim < 1:
+        # int listed for mypy, which does not treat int as a numbers.Integral
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, numbers.Integral)) or latent_dim < 1:
             raise ConfigError(f"MultimodalVAE: latent_dim must be a positive integer, got {latent_dim!r}")
         self.latent_dim = int(latent_dim)
         self.shapes = encoder_shapes(self.in_shape, len(self.channels))
@@ -132,7 +134,10 @@ class MultimodalVAE(nn.Module):
         dec: list[nn.Module] = []
         for i in range(len(self.channels)):
             size_in, size_out = self.shapes[-1 - i], self.shapes[-2 - i]
-            pad = tuple(o - ((s - 1) * _STRIDE - 2 * _PADDING + _KERNEL) for s, o in zip(size_in, size_out))
+            pad = cast(  # three entries: in_shape is checked to be 3D
+                "tuple[int, int, int]",
+                tuple(o - ((s - 1) * _STRIDE - 2 * _PADDING + _KERNEL) for s, o in zip(size_in, size_out)),
+            )
             dec += [
                 nn.ConvTranspose3d(
                     up_channels[i], up_channels[i + 1], _KERNEL, _STRIDE, _PADDING, output_padding=pad
@@ -147,14 +152,15 @@ class MultimodalVAE(nn.Module):
         self.decoder = nn.Sequential(*dec)
         self.channels_last = bool(channels_last)
         if self.channels_last:
-            self.to(memory_format=torch.channels_last_3d)  # only 5D tensors (conv weights) change
+            # only 5D tensors (conv weights) change; torch's stub of Module.to omits memory_format
+            self.to(memory_format=torch.channels_last_3d)  # type: ignore[call-overload]
 
     def _act(self) -> nn.Module:
         """ReLU (the paper), or LeakyReLU when ``negative_slope`` > 0."""
         return nn.LeakyReLU(self.negative_slope) if self.negative_slope > 0 else nn.ReLU()
 
     @property
-    def bottleneck_shape(self) -> tuple[int, int, int]:
+    def bottleneck_shape(self) -> tuple[int, ...]:
         """Spatial shape after the last encoder convolution, e.g. ``(4, 4, 4)`` for the paper grid."""
         return self.shapes[-1]
 

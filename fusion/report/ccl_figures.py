@@ -54,7 +54,8 @@ def network_blocks(roi_networks: Sequence[str]) -> tuple[np.ndarray, list[tuple[
     """
     networks = np.asarray(list(roi_networks), dtype=object)
     colours = network_colours(list(networks))
-    order, blocks = [], []
+    order: list[int] = []
+    blocks: list[tuple[str, int, int]] = []
     for name in colours:  # dict order = the stable network order of the present networks
         members = np.flatnonzero(networks == name)
         blocks.append((str(name), len(order), len(members)))
@@ -162,9 +163,9 @@ def plot_fc_maps(
                 ylabel="ROI, grouped by Power network" if order is not None else "ROI (1 = ROI001)",
                 colorbar_label=f"{value_label} (unitless)",
             )
-            if order is not None:
+            if blocks is not None and colours is not None:  # set with order
                 _draw_network_blocks(ax, blocks, colours, n)
-    if colours is not None:
+    if blocks is not None and colours is not None:
         from matplotlib.patches import Patch
 
         from fusion.data.power import NETWORKS

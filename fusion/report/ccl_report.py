@@ -120,7 +120,8 @@ def write_ccl_report(logdir: str | os.PathLike) -> Path:
                       "Frequency rule (the paper's): kept above a fraction of each subject's map maximum "
                       "in more than a share of a class's subjects (paper: 0.05 and 70%). Contrast rule: "
                       "the class's mean map minus the other subjects' mean map of that class, above a "
-                      "robust z-score z (median and MAD over features) or, without z, a fraction of its maximum." + settings, "",
+                      "robust z-score z (median and MAD over features) or, without z, a fraction of its "
+                      "maximum." + settings, "",
                       markdown_table([rec], [k for k in ("edge_precision", "edge_recall", "snp_precision",
                                                          "snp_recall") if k in rec]), ""]
     table3 = logdir / "table3.csv"

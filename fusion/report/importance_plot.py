@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas
 
 __all__ = ["plot_importance", "save_importance_plot"]
 
 
-def plot_importance(table: "pandas.DataFrame", top: int = 10, n_folds: int | None = None):  # noqa: F821
+def plot_importance(table: pandas.DataFrame, top: int = 10, n_folds: int | None = None):
     """Draw the ``top`` most important modalities.
 
     Args:
@@ -59,7 +63,7 @@ def plot_importance(table: "pandas.DataFrame", top: int = 10, n_folds: int | Non
 
 
 def save_importance_plot(
-    path: str | os.PathLike, table: "pandas.DataFrame", top: int = 10, n_folds: int | None = None  # noqa: F821
+    path: str | os.PathLike, table: pandas.DataFrame, top: int = 10, n_folds: int | None = None
 ) -> Path:
     """Draw :func:`plot_importance` and write it as PNG atomically."""
     from fusion.report.plotting import save
@@ -72,7 +76,7 @@ def _domain_colours(domains: list[str]) -> dict[str, tuple]:
 
     palette = colormaps["tab10"]
     order = ("SC", "AU", "SM", "VI", "CC", "DM", "CB", "sMRI")
-    colours = {}
+    colours: dict[str, tuple] = {}
     for d in domains:
         idx = order.index(d) if d in order else len(order) + len(colours)
         colours[d] = palette(idx % 10)

@@ -59,11 +59,11 @@ def mean_roc(
     from sklearn.metrics import roc_curve
 
     grid = np.linspace(0.0, 1.0, 201) if grid is None else np.asarray(grid, dtype=float)
-    tprs = []
+    rows = []
     for y, s in curves:
         fpr, tpr, _ = roc_curve(np.asarray(y), np.asarray(s, dtype=float))
-        tprs.append(np.interp(grid, fpr, tpr))
-    tprs = np.asarray(tprs)
+        rows.append(np.interp(grid, fpr, tpr))
+    tprs = np.asarray(rows)
     tprs[:, grid <= 0] = 0.0
     return grid, tprs.mean(axis=0), tprs.std(axis=0)
 

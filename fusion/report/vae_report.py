@@ -137,7 +137,8 @@ def write_vae_report(logdir: PathLike, name: str = "report.md") -> Path:
     if tsne:
         lines += [f"t-SNE of the fold_{int(analysis.get('fold', 0)):02d} posterior means, one point per subject and "
                   f"modality ({tsne['n_points']} points, perplexity {tsne['perplexity']:g}, {tsne['backend']}); "
-                  "colour = NeuroMark domain, labels = ICN number (1 = ICN01) or GM (sMRI) at the modality's median position.", ""]
+                  "colour = NeuroMark domain, labels = ICN number (1 = ICN01) or GM (sMRI) at the modality's "
+                  "median position.", ""]
     _image(lines, logdir, "latent_tsne.png", "latent t-SNE", "the analysis has not been run")
 
     # Group differences.
@@ -167,12 +168,13 @@ def write_vae_report(logdir: PathLike, name: str = "report.md") -> Path:
                 "",
                 "| modality | correlation | Dice |", "|---|---:|---:|",
             ]
-            for m, n, r, d in zip(group["modalities"], group["modality_names"],
+            for _, n, r, d in zip(group["modalities"], group["modality_names"],
                                   comp["correlation_per_modality"], comp["dice_per_modality"]):
                 lines.append(f"| {n} | {_fmt(r)} | {_fmt(d)} |")
             lines.append("")
         else:
-            lines += [f"_Comparison with the inputs not available: {skipped.get('comparison', skipped.get('inputs', 'not computed'))}._", ""]
+            why = skipped.get("comparison", skipped.get("inputs", "not computed"))
+            lines += [f"_Comparison with the inputs not available: {why}._", ""]
         files = ", ".join(f"`{v}`" for v in group.get("files", {}).values())
         lines += [f"Maps (NIfTI, input grid and affine): {files}.", ""]
     else:
@@ -196,8 +198,10 @@ def write_vae_report(logdir: PathLike, name: str = "report.md") -> Path:
         if per:
             lines += ["| planted modality | correlation | Dice |", "|---|---:|---:|"]
             label = dict(zip(map(str, planted or []), rec.get("planted_modality_names", [])))
-            lines += [f"| {label.get(str(m), f'modality {int(m) + 1}')} | {_fmt(v['correlation'])} | {_fmt(v['dice'])} |"
-                      for m, v in per.items()]
+            lines += [
+                f"| {label.get(str(m), f'modality {int(m) + 1}')} | {_fmt(v['correlation'])} | {_fmt(v['dice'])} |"
+                for m, v in per.items()
+            ]
             lines.append("")
     else:
         lines += [f"_Not available: {skipped.get('recovery', 'the analysis has not been run')}._", ""]

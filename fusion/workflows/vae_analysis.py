@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -32,7 +33,10 @@ from fusion.rundir import (
     merge_results,
 )
 
-__all__ = ["analysis_error_report", "analyze_vae_run"]
+if TYPE_CHECKING:
+    from nibabel.spatialimages import SpatialImage
+
+__all__ = ["VAEAnalysisSettings", "analysis_error_report", "analyze_vae_run"]
 
 log = logging.getLogger(__name__)
 PathLike = str | os.PathLike
@@ -62,33 +66,57 @@ def _ground_truth(prepared: Path | None, meta: Mapping[str, Any] | None) -> tupl
         effect_path = folder / truth.get("effect_map", "ground_truth_effect.nii.gz")
         if not effect_path.is_file():
             raise InputError(f"{path} names an effect map {effect_path} that does not exist")
-        effect = np.asarray(nib.load(effect_path).get_fdata(dtype=np.float32))
+        effect_image = cast("SpatialImage", nib.load(effect_path))  # nibabel types load() as FileBasedImage
+        effect = np.asarray(effect_image.get_fdata(dtype=np.float32))
         if effect.ndim != 4:
             raise InputError(f"{effect_path} must be 4D (X, Y, Z, n_modalities), got shape {effect.shape}")
         return truth, np.moveaxis(effect, -1, 0)
     return None
 
 
+@dataclass(frozen=True)
+class VAEAnalysisSettings:
+    """What :func:`analyze_vae_run` computes and how; the fields are the ``callbacks.analysis``
+    keys of ``conf/vae.yaml``, so the callback, ``fusion vae-analyze`` and a notebook share them.
+
+    Args:
+        fold: fold whose model and latents are used (the paper uses the first).
+        top_k: modalities summed in the group-difference map (paper: 5).
+        percentile: per-modality threshold percentile of ``|difference|`` (paper: 99).
+        tsne_perplexity, tsne_max_iter, tsne_max_subjects, tsne_backend: see
+            :func:`fusion.interpret.latent_space.embed_latents`.
+        seed: seed of the t-SNE (and its subject subset).
+        batch_size: latents decoded at once.
+        device: torch device for decoding (default: CUDA when present).
+        cut_coords: number of axial cuts in the brain figures.
+        mask_fraction: relative intensity threshold of the data's brain mask.
+    """
+
+    fold: int = 0
+    top_k: int = 5
+    percentile: float = 99.0
+    tsne_perplexity: float = 30.0
+    tsne_max_iter: int = 1000
+    tsne_max_subjects: int | None = None
+    tsne_backend: str = "auto"
+    seed: int = 0
+    batch_size: int = 8
+    device: str | None = None
+    cut_coords: int = 7
+    mask_fraction: float = 1e-3
+
+
 def analyze_vae_run(
     logdir: PathLike,
-    fold: int = 0,
+    settings: VAEAnalysisSettings | None = None,
+    *,
     model: Any = None,
     model_config: Mapping[str, Any] | None = None,
     dataset: Any = None,
     prepared_dir: PathLike | None = None,
-    top_k: int = 5,
-    percentile: float = 99.0,
-    tsne_perplexity: float = 30.0,
-    tsne_max_iter: int = 1000,
-    tsne_max_subjects: int | None = None,
-    tsne_backend: str = "auto",
-    seed: int = 0,
-    batch_size: int = 8,
-    device: str | None = None,
-    cut_coords: int = 7,
-    mask_fraction: float = 1e-3,
     report: bool = True,
     report_name: str = "report.md",
+    **overrides: Any,
 ) -> dict[str, Any]:
     """Interpret fold ``fold`` of a finished VAE run and (optionally) write ``report.md``.
 
@@ -100,20 +128,12 @@ def analyze_vae_run(
 
     Args:
         logdir: run directory.
-        fold: fold whose model and latents are used (the paper uses the first).
+        settings: what to compute (default :class:`VAEAnalysisSettings`); ``overrides`` replace
+            single fields, e.g. ``analyze_vae_run(run, tsne_max_iter=250)``.
         model: the trained network; default: rebuilt from the run config and ``best.pth``.
         model_config: the run's ``model`` config node (default: read from ``logdir/configs``).
         dataset: a ``PreparedVolumes`` of the cohort; default: opened from ``prepared_dir``.
         prepared_dir: prepared data folder; default: found from the run config.
-        top_k: modalities summed in the group-difference map (paper: 5).
-        percentile: per-modality threshold percentile of ``|difference|`` (paper: 99).
-        tsne_perplexity, tsne_max_iter, tsne_max_subjects, tsne_backend: see
-            :func:`fusion.interpret.latent_space.embed_latents`.
-        seed: seed of the t-SNE (and its subject subset).
-        batch_size: latents decoded at once.
-        device: torch device for decoding (default: CUDA when present).
-        cut_coords: number of axial cuts in the brain figures.
-        mask_fraction: relative intensity threshold of the data's brain mask.
         report: write the report at the end.
         report_name: its file name in ``logdir`` (``fusion vae-analyze`` writes
             ``report_analyze.md`` unless told to replace the run's ``report.md``).
@@ -134,13 +154,15 @@ def analyze_vae_run(
     from fusion.interpret.latent_space import embed_latents
     from fusion.report import vae_figures as figs
 
+    s = replace(settings or VAEAnalysisSettings(), **overrides)
+    fold, top_k, percentile, mask_fraction = s.fold, s.top_k, s.percentile, s.mask_fraction
     logdir = Path(logdir)
     latents = load_fold_latents(logdir, fold)
     mu, labels = latents["mu"], latents["labels"].astype(int)
     n_modalities = mu.shape[1]
     skipped: dict[str, str] = {}
     added: dict[str, Any] = {}
-    device = device or default_device()
+    device = s.device or default_device()
 
     # Data: the prepared cohort gives the affine, the inputs' group difference and the ground truth.
     config = load_run_config(logdir)
@@ -177,8 +199,8 @@ def analyze_vae_run(
 
     # Latent structure.
     embedding = embed_latents(
-        mu, perplexity=tsne_perplexity, max_iter=tsne_max_iter, max_subjects=tsne_max_subjects,
-        seed=seed, backend=tsne_backend,
+        mu, perplexity=s.tsne_perplexity, max_iter=s.tsne_max_iter, max_subjects=s.tsne_max_subjects,
+        seed=s.seed, backend=s.tsne_backend,
     )
     io.save_npz(logdir / "latent_tsne.npz", coords=embedding.coords, subject=embedding.subject,
                 modality=embedding.modality, fold=np.asarray(fold))
@@ -212,7 +234,7 @@ def analyze_vae_run(
             skipped["group_difference"] = str(exc)
     if model is not None:
         model = model.to(device).eval()
-        decoded = decoded_group_difference(model, mu, labels, batch_size=batch_size, device=device)
+        decoded = decoded_group_difference(model, mu, labels, batch_size=s.batch_size, device=device)
         affine = np.asarray(getattr(dataset, "affine", None) if dataset is not None else np.eye(4), dtype=float)
         if dataset is None:
             skipped["affine"] = "no prepared data: NIfTI maps carry an identity affine"
@@ -261,7 +283,7 @@ def analyze_vae_run(
             figs.plot_brain_map(
                 fig3, affine, logdir / "group_difference.png",
                 title=f"decoded patient - control, top {len(top)} modalities ({top_names}), "
-                f"{percentile:g}th pct", cut_coords=cut_coords,
+                f"{percentile:g}th pct", cut_coords=s.cut_coords,
             )
             if input_diff is not None:
                 thr_in = percentile_threshold(input_diff[top], percentile, mask)
@@ -273,14 +295,14 @@ def analyze_vae_run(
                     [fig3, combine_maps(thr_in)],
                     [f"decoded (VAE) patient - control, modalities {top_names}",
                      f"inputs: mean patient - mean control, modalities {top_names}"],
-                    affine, logdir / "group_difference_comparison.png", cut_coords=cut_coords,
+                    affine, logdir / "group_difference_comparison.png", cut_coords=s.cut_coords,
                 )
             else:
                 skipped["comparison"] = "no prepared data to compute the inputs' group difference from"
         else:
             skipped["group_map"] = "no modality importance: the top modalities cannot be chosen"
         added["group_difference"] = group
-        if truth is not None:
+        if truth is not None and planted:  # planted is never empty while truth is set
             effect = truth[1]
             if effect.shape != decoded.shape:
                 raise InputError(
@@ -305,8 +327,8 @@ def analyze_vae_run(
 
     added["analysis"] = {
         "fold": int(fold),
-        "tsne": {"backend": embedding.backend, "perplexity": float(tsne_perplexity), "max_iter": int(tsne_max_iter),
-                 "n_points": int(embedding.coords.shape[0]), "seed": int(seed)},
+        "tsne": {"backend": embedding.backend, "perplexity": float(s.tsne_perplexity), "max_iter": int(s.tsne_max_iter),
+                 "n_points": int(embedding.coords.shape[0]), "seed": int(s.seed)},
         "skipped": skipped,
     }
     merge_results(logdir, added)
@@ -326,5 +348,6 @@ def _dataset_dir(dataset: Any) -> Path | None:
 def analysis_error_report(logdir: PathLike, error: FusionError) -> Path:
     """Record a failed analysis in ``results.json`` and rewrite ``report.md`` around it."""
     logdir = Path(logdir)
-    merge_results(logdir, {"analysis": {"error": str(error), "skipped": {"group_difference": f"analysis failed: {error}"}}})
+    skipped = {"group_difference": f"analysis failed: {error}"}
+    merge_results(logdir, {"analysis": {"error": str(error), "skipped": skipped}})
     return write_vae_report(logdir)
