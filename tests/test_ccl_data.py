@@ -277,7 +277,7 @@ def test_ccl_run_sizes_its_networks_from_the_data(tmp_path):
     g = pd.DataFrame(rng.integers(0, 3, size=(40, P)), columns=[f"rs{j}" for j in range(P)])
     g.insert(0, "subject_id", [f"s{k:02d}" for k in range(40)])
     g.to_csv(tmp_path / "genotypes.csv", index=False)
-    common = [f"data.manifest={tmp_path / 'manifest.csv'}", "data.n_rois=null", "data.n_snps=null",
+    common = [f"data.manifest={tmp_path / 'manifest.csv'}", "data.n_rois=null", "data.n_snps=null", "model=ccl_paper",
               "stage.num_epochs=1", "split.repetitions=1", "callbacks.activation_maps=null"]
     runner = run_config("ccl", [f"logdir={tmp_path / 'run'}", *common, "model.views.fc.kernels=[7,5,3,null]",
                                 "model.views.snp.kernels=[5,5,null]", "model.views.snp.pools=[2,2,null]"])
