@@ -5,3 +5,10 @@ here so that adding a runner never means editing this file, and importing this p
 nothing in Catalyst: :class:`fusion_runners.base.ConfigRunner` applies its one patch
 (:func:`fusion_runners.code_dump.install`) explicitly when a run is built.
 """
+
+import os as _os
+
+# `catalyst-dl run` loads `args.expdir` (this folder) by path under the folder's name, which for an
+# installed package is `fusion_runners` itself, and gives it pathlib entries in `__path__`, which
+# the import system skips: make them strings so that `fusion_runners.vae` and friends import.
+__path__[:] = [_os.fspath(_p) for _p in __path__]  # noqa: F821 (defined for packages)

@@ -3,6 +3,7 @@ own (no generic ``runners`` / ``callbacks`` in site-packages), a version, and a 
 that finds the shipped configs from any folder."""
 
 import configparser
+import os
 import subprocess
 import sys
 import zipfile
@@ -65,3 +66,36 @@ def test_fusion_run_composes_the_shipped_config_from_another_folder(tmp_path):
     assert f"expdir: {REPO / 'runners'}" in out.stdout
     assert "num_epochs: 3" in out.stdout
     assert not (tmp_path / "runs").exists()  # --cfg job prints the config and trains nothing
+
+
+INSTALLED_RUN = """
+import sys
+from pathlib import Path
+# As in a plain install: no editable-install finder that could find the checkout's modules instead.
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", type(f).__module__)]
+sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in repr(h)]
+sys.path[:] = [p for p in sys.path if "__editable__" not in p]
+sys.path_importer_cache.clear()
+from catalyst.utils.sys import import_module
+from hydra.utils import get_class
+from fusion.cli.launch import config_dir, runners_dir
+site = Path(sys.argv[1])
+assert runners_dir() == site / "fusion_runners", runners_dir()
+assert config_dir() == site / "fusion_conf", config_dir()
+import_module(str(runners_dir()))  # what catalyst-dl run does with args.expdir, before building the runner
+for target in ("fusion_runners.vae.VAERunner", "fusion_runners.ccl.CCLRunner",
+               "fusion_callbacks.folds.FoldSplitCallback"):
+    get_class(target)
+print("OK")
+"""
+
+
+def test_installed_runners_survive_catalysts_expdir_import(wheel, tmp_path):
+    """A non-editable install names the runners' folder ``fusion_runners``; catalyst-dl imports
+    ``args.expdir`` by path under that very name, and the runners must still import after it."""
+    site = tmp_path / "site"
+    wheel.extractall(site)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", INSTALLED_RUN, str(site)], capture_output=True, text=True,
+                         cwd=tmp_path, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "OK", out.stderr[-2000:]
