@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fusion.cli.launch import training_command
+from fusion.cli.launch import quiet_entry_point, training_command
 from fusion.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ def train_ccl(logdir: Path, config_dir: str | None, config_name: str, overrides:
     """Run the gCAM-CCL training as a subprocess (its output streams to this terminal)."""
     cmd = training_command(config_name, [f"logdir={logdir}", *overrides], config_dir)
     log.info("training gCAM-CCL: %s", " ".join(cmd))
-    proc = subprocess.run(cmd)
+    proc = subprocess.run(cmd, env=quiet_entry_point())
     if proc.returncode != 0:
         raise InputError(f"gCAM-CCL training failed (exit {proc.returncode}): {' '.join(cmd)}")
 

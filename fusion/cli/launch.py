@@ -45,14 +45,16 @@ def catalyst_command() -> list[str]:
 def training_command(
     config_name: str,
     overrides: Sequence[str] = (),
-    config_dir_: str | os.PathLike | None = None,
+    configs: str | os.PathLike | None = None,
     multirun: bool = False,
+    flags: Sequence[str] = (),
 ) -> list[str]:
-    """``catalyst-dl run --hydra`` with ``config_name`` from ``config_dir_`` (default: the shipped
-    configs) and the installed runners as experiment folder; ``overrides`` come last and win."""
-    folder = Path(config_dir_).resolve() if config_dir_ is not None else config_dir()
+    """``catalyst-dl run --hydra`` with ``config_name`` from the folder ``configs`` (default: the
+    shipped configs) and the installed runners as experiment folder. Hydra's own ``flags``
+    (``--cfg job``, ``--info``) go before the key=value ``overrides``, which come last and win."""
+    folder = Path(configs).resolve() if configs is not None else config_dir()
     return [
-        *catalyst_command(), "run", "--hydra", *(["--multirun"] if multirun else []),
+        *catalyst_command(), "run", "--hydra", *(["--multirun"] if multirun else []), *flags,
         "--config-dir", str(folder), "--config-name", config_name,
         f"args.expdir={runners_dir()}", *overrides,
     ]

@@ -32,6 +32,5 @@ def run(args: argparse.Namespace) -> int:
     rest = [o for o in args.overrides if o != "--"]
     overrides = [o for o in rest if "=" in o and not o.startswith("-")]
     flags = [o for o in rest if o not in overrides]
-    command = training_command(args.config_name, overrides, args.config_dir, args.multirun)
-    at = command.index("--config-name")
-    return subprocess.run([*command[:at], *flags, *command[at:]], env=quiet_entry_point()).returncode
+    command = training_command(args.config_name, overrides, args.config_dir, args.multirun, flags)
+    return subprocess.run(command, env=quiet_entry_point()).returncode

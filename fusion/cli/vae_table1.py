@@ -29,7 +29,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from fusion.cli.launch import training_command
+from fusion.cli.launch import quiet_entry_point, training_command
 from fusion.errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def launch_multirun(command: list[str], logdir: Path) -> None:
         )
     logdir.mkdir(parents=True, exist_ok=True)
     logger.info("launching: %s", " ".join(command))
-    env = dict(os.environ)
+    env = quiet_entry_point()
     env.setdefault("HYDRA_FULL_ERROR", "1")
     completed = subprocess.run(command, env=env)
     if completed.returncode != 0:
