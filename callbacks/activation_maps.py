@@ -360,6 +360,9 @@ def write_consensus(logdir: Path, selected: list[dict], truth: Mapping | None, m
     doc = {
         "interpretable": verdict.get("interpretable"),
         "reasons": verdict.get("reasons", []),
+        # per kind: the edges come from the FC view's maps, the SNPs from the SNP view's; a view at
+        # chance on its own makes its list not interpretable even when the fused model is
+        "features": verdict.get("features") or {},
         "rule": f"selected in more than {min_share:.0%} of {consensus['n_repetitions']} split(s)",
         "index_base": 1,
         "edges": [{"roi_i": i + 1, "roi_j": j + 1, "splits": c} for i, j, c in consensus.get("edges", [])],

@@ -121,8 +121,15 @@ class CCLResultsCallback(Callback):
         if self.baselines and stages and all(s in runner.stage_indices for s in stages):
             base = linear_baselines(runner.dataset, [runner.stage_indices[s] for s in stages],
                                     self.svm_C, self.logistic_C, self.n_perm, runner.seed)
-        write_run_results(runner.logdir, stages, config=config, baselines=base,
-                          n_boot=self.n_boot, n_perm=self.n_perm, seed=runner.seed)
+        results = write_run_results(runner.logdir, stages, config=config, baselines=base,
+                                    n_boot=self.n_boot, n_perm=self.n_perm, seed=runner.seed)
+        verdict = results.get("verdict") or {}
+        for reason in verdict.get("reasons", []):
+            print(f"WARNING: {reason}: the edge and SNP maps are not interpretable", flush=True)
+        if verdict.get("interpretable"):
+            for feature, own in (verdict.get("features") or {}).items():
+                for reason in own.get("reasons", []):
+                    print(f"WARNING: {reason}: its {feature} are not interpretable", flush=True)
 
 
 class CCLReportCallback(Callback):

@@ -174,6 +174,45 @@ def test_run_results_flag_a_model_at_chance(tmp_path):
     assert results["baselines"]["SVM"]["accuracy_p"] == pytest.approx(1 / 51)  # refit null of 0.5 everywhere
 
 
+def test_a_view_at_chance_makes_its_features_not_interpretable(tmp_path):
+    """The fused model beats chance through its SNP view while the FC view is random: the model is
+    interpretable, the edges are not, the SNPs are; per-view accuracy equals a hand count and the
+    report says so at the top."""
+    from fusion.evaluate.ccl_results import write_run_results
+    from fusion.report.ccl_report import write_ccl_report
+
+    rng = np.random.default_rng(1)
+    hand = []
+    for k in range(3):
+        stage = tmp_path / f"fold_{k:02d}"
+        stage.mkdir()
+        y = np.repeat([0, 1], 20)
+        p_snp = np.clip(0.5 + (y - 0.5) * 0.6 + rng.normal(0, 0.1, 40), 0.01, 0.99)   # nearly always right
+        p_fc = rng.uniform(0.01, 0.99, 40)                                                 # noise
+        p_fc[0] = 0.5                                                                       # a tie counts as high
+        p = (p_snp + p_fc) / 2
+        hand.append(np.mean((p_fc >= 0.5).astype(int) == y))
+        pd.DataFrame({"subject_id": [f"s{i}" for i in range(40)], "index": np.arange(40), "label": y,
+                      "predicted": (p >= 0.5).astype(int), "prob_low": 1 - p, "prob_high": p,
+                      "prob_high_fc": p_fc, "prob_high_snp": p_snp}).to_csv(stage / "test_predictions.csv", index=False)
+        (stage / "result.json").write_text(json.dumps({
+            "accuracy": float(np.mean((p >= 0.5) == y)), "sensitivity": 0.9, "specificity": 0.9, "f1": 0.9,
+            "auc": 0.95, "n_train": 28, "n_val": 6, "n_test": 40, "epochs": 2, "checkpoint": "x",
+            "class_names": ["low", "high"], "positive_class": "high"}))
+    results = write_run_results(tmp_path, [f"fold_{k:02d}" for k in range(3)], n_boot=200, n_perm=500)
+    verdict = results["verdict"]
+    assert verdict["interpretable"] is True
+    assert verdict["views"]["fc"]["accuracy"] == pytest.approx(np.mean(hand))
+    assert verdict["views"]["fc"]["accuracy_p"] > 0.05 and not verdict["views"]["fc"]["interpretable"]
+    assert verdict["views"]["snp"]["accuracy_p"] < 0.01 and verdict["views"]["snp"]["interpretable"]
+    assert verdict["features"]["edges"]["interpretable"] is False
+    assert "fc view alone is at chance" in verdict["features"]["edges"]["reasons"][0]
+    assert verdict["features"]["snps"] == {"interpretable": True, "reasons": []}
+    report = write_ccl_report(tmp_path).read_text()
+    head = report[:report.index("## Accuracy")]
+    assert "edges are NOT INTERPRETABLE" in head and "SNPs may be read" in head
+
+
 # ---------------------------------------------------------------- consensus, univariate reference
 def test_majority_keeps_features_selected_in_most_splits():
     from fusion.interpret.consensus import consensus_significance, majority

@@ -110,6 +110,11 @@ def run_one(out: Path, variant: str, seed: int, args: argparse.Namespace) -> dic
                            "gcam_ccl_p": results.get("accuracy_p"), "auc": results.get("auc"),
                            "interpretable": (results.get("verdict") or {}).get("interpretable"),
                            "n_splits": results.get("n_folds")}
+    verdict = results.get("verdict") or {}
+    for view, own in (verdict.get("views") or {}).items():
+        row[f"view_{view}"] = own.get("accuracy")
+    for feature, own in (verdict.get("features") or {}).items():
+        row[f"{feature}_interpretable"] = own.get("interpretable")
     base = results.get("baselines") or {}
     row.update({f"{name.lower()}": b["accuracy"] for name, b in base.items()})
     row["svm_p"] = (base.get("SVM") or {}).get("accuracy_p")
@@ -146,6 +151,10 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "snp_recall", "uni_edge_precision", "uni_edge_recall", "uni_snp_precision", "uni_snp_recall"):
             s[key] = _mean_of(group, key)
         s["interpretable"] = sum(bool(r.get("interpretable")) for r in group)
+        for key in ("view_fc", "view_snp"):
+            s[key] = _mean_of(group, key)
+        for feature in ("edges", "snps"):
+            s[f"{feature}_interpretable"] = sum(bool(r.get(f"{feature}_interpretable")) for r in group)
         if variant == "null":
             lo, hi = TARGETS["null_range"]
             s["pass_accuracy"] = s["gcam_ccl"] is not None and lo <= s["gcam_ccl"] <= hi and all(
@@ -176,7 +185,8 @@ def markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]], seconds:
     """The validation table (per variant) and the per-run rows."""
     cols = [("variant", "variant"), ("n_seeds", "seeds"), ("gcam_ccl", "gCAM-CCL ACC"),
             ("best_linear", "best linear ACC"), ("pass_accuracy", "ACC target"),
-            ("interpretable", "runs interpretable"),
+            ("interpretable", "runs interpretable"), ("view_fc", "FC view ACC"), ("view_snp", "SNP view ACC"),
+            ("edges_interpretable", "runs: edges readable"), ("snps_interpretable", "runs: SNPs readable"),
             ("edge_precision", "edge P"), ("edge_recall", "edge R"),
             ("uni_edge_precision", "t-test edge P"), ("uni_edge_recall", "t-test edge R"),
             ("snp_precision", "SNP P"), ("snp_recall", "SNP R"),
@@ -184,7 +194,7 @@ def markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]], seconds:
             ("pass_edges", "edge target"), ("pass_snps", "SNP target")]
     lines = ["| " + " | ".join(c[1] for c in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(s.get(k)) for k, _ in cols) + " |" for s in summary]
-    run_cols = ["variant", "seed", "gcam_ccl", "gcam_ccl_p", "svm", "logist", "interpretable",
+    run_cols = ["variant", "seed", "gcam_ccl", "gcam_ccl_p", "svm", "logist", "interpretable", "view_fc", "view_snp",
                 "edge_precision", "edge_recall", "snp_precision", "snp_recall"]
     run_lines = ["| " + " | ".join(run_cols) + " |", "|" + "---|" * len(run_cols)]
     run_lines += ["| " + " | ".join(_fmt(r.get(k)) for k in run_cols) + " |" for r in rows]

@@ -13,6 +13,7 @@ stack is resampled in one call so that every modality sees exactly the same oper
 
 from __future__ import annotations
 
+import warnings
 from typing import cast
 
 import numpy as np
@@ -105,8 +106,12 @@ def resample_stack(
     single = data.ndim == 3
     stack = data[None] if single else data
     image = nib.Nifti1Image(np.moveaxis(stack, 0, -1), np.asarray(affine, dtype=float))
-    out = resample_img(image, target_affine=np.asarray(dst_affine, dtype=float),
-                       target_shape=tuple(int(s) for s in dst_shape[:3]),
-                       interpolation="linear", fill_value=0.0, force_resample=True, copy_header=True)
+    with warnings.catch_warnings():
+        # nilearn warns when a stack happens to hold two values (a mask-like effect map, a flat
+        # GM map); linear is intended for every map here, so the warning is noise to the user
+        warnings.filterwarnings("ignore", message="Resampling binary images", category=UserWarning)
+        out = resample_img(image, target_affine=np.asarray(dst_affine, dtype=float),
+                           target_shape=tuple(int(s) for s in dst_shape[:3]),
+                           interpolation="linear", fill_value=0.0, force_resample=True, copy_header=True)
     result = np.moveaxis(np.asarray(out.get_fdata(dtype=np.float32)), -1, 0)
     return np.ascontiguousarray(result[0] if single else result)

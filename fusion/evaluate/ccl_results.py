@@ -10,6 +10,12 @@ The linear baselines here are the two rows of Table III that cost seconds: ``SVM
 on the standardised concatenated inputs, solved on their Gram matrix, the same objective as
 :class:`fusion.evaluate.classifiers.LinearSVM`; its p-value refits it on permuted training
 labels) and ``Logist`` (L2 logistic regression; p from permuting its fixed test predictions).
+
+Each view is judged on its own too (``verdict["views"]``): the collaborative layer keeps one softmax
+per view, so a view's test accuracy and its permutation p come from the same predictions file. A
+fused model can beat chance on its SNPs alone while its FC view learned nothing; the FC view's
+Grad-CAM maps then describe noise, and its edges are marked not interpretable
+(``verdict["features"]``) even though the SNPs may be read.
 """
 
 from __future__ import annotations
@@ -23,9 +29,13 @@ import numpy as np
 from fusion import io
 from fusion.evaluate.statistics import interpretability, split_summary
 
-__all__ = ["METRIC_KEYS", "linear_baselines", "gram_svm", "write_run_results"]
+__all__ = ["METRIC_KEYS", "VIEW_FEATURES", "feature_verdicts", "linear_baselines", "gram_svm", "view_verdicts",
+           "write_run_results"]
 
 METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "f1", "auc")
+
+#: the significant features each view's maps produce (the keys of ``significant_features.json``)
+VIEW_FEATURES = {"fc": "edges", "snp": "snps"}
 
 
 def gram_svm(K_fit: np.ndarray, y_fit: np.ndarray, K_test: np.ndarray, C: float = 1.0
@@ -108,6 +118,55 @@ def _stage_predictions(logdir: Path, stage: str, positive: str) -> tuple | None:
     return frame["label"].to_numpy(), frame["predicted"].to_numpy(), frame[f"prob_{positive}"].to_numpy()
 
 
+def view_verdicts(frames: Sequence[Any], positive: str, n_boot: int = 2000, n_perm: int = 1000,
+                  seed: int = 0, alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+    """Each view's own test accuracy over the splits, with its CI, permutation p and verdict.
+
+    Args:
+        frames: one ``test_predictions.csv`` table per split, with ``label`` and a column
+            ``prob_<positive>_<view>`` per view (two classes: a view predicts ``positive`` when its
+            probability is at least 0.5).
+        positive: the positive class name.
+
+    Returns:
+        ``{view: {"accuracy", "accuracy_ci", "accuracy_p", "auc", "interpretable", "reasons"}}``;
+        empty when the tables have no per-view columns.
+    """
+    prefix = f"prob_{positive}_"
+    views = [c[len(prefix):] for c in frames[0].columns if c.startswith(prefix)] if frames else []
+    out: dict[str, dict[str, Any]] = {}
+    for view in views:
+        column = prefix + view
+        if not all(column in f.columns for f in frames):
+            continue
+        splits = [(f["label"].to_numpy(), (f[column].to_numpy() >= 0.5).astype(int), f[column].to_numpy())
+                  for f in frames]
+        stats = split_summary(splits, n_boot, n_perm, seed)
+        verdict = interpretability(f"the {view} view alone", stats["accuracy"], stats["accuracy_ci"],
+                                   stats["accuracy_p"], alpha=alpha)
+        out[view] = {**{k: stats[k] for k in ("accuracy", "accuracy_ci", "accuracy_p", "auc") if k in stats},
+                     "interpretable": verdict["interpretable"], "reasons": verdict["reasons"]}
+    return out
+
+
+def feature_verdicts(verdict: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Whether each kind of significant feature may be read: the model's verdict and, for the
+    view that produces it (:data:`VIEW_FEATURES`), that view's own.
+
+    Returns:
+        ``{"edges": {"interpretable": bool, "reasons": [...]}, "snps": {...}}``.
+    """
+    views = verdict.get("views") or {}
+    out = {}
+    for view, feature in VIEW_FEATURES.items():
+        reasons = list(verdict.get("reasons", []))
+        own = views.get(view)
+        if own is not None and not own.get("interpretable", True):
+            reasons += own.get("reasons", [])
+        out[feature] = {"interpretable": bool(verdict.get("interpretable")) and not reasons, "reasons": reasons}
+    return out
+
+
 def write_run_results(
     logdir: str | Path,
     stages: list[str],
@@ -154,6 +213,10 @@ def write_run_results(
         results["verdict"] = interpretability(
             "gCAM-CCL", results["accuracy"], results["accuracy_ci"], results["accuracy_p"],
             {name: b["accuracy"] for name, b in base_stats.items()})
+        if len(first["class_names"]) == 2:
+            frames = [pd.read_csv(logdir / s / "test_predictions.csv") for s, _ in folds]
+            results["verdict"]["views"] = view_verdicts(frames, first["positive_class"], n_boot, n_perm, seed)
+        results["verdict"]["features"] = feature_verdicts(results["verdict"])
     else:
         results.pop("verdict")
     results.update({

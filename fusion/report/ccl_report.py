@@ -38,13 +38,34 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+_FEATURE_NAMES = {"edges": ("FC", "edges"), "snps": ("SNP", "SNPs")}
+
+
 def verdict_lines(verdict: dict) -> list[str]:
     """The report's opening lines: whether the maps may be read as findings, and why not."""
     if verdict.get("interpretable"):
         best = verdict.get("best_baseline")
         extra = f" and is not below the best linear baseline ({best})" if best else ""
-        return [f"**Verdict:** gCAM-CCL beats chance (permutation p <= 0.05){extra}; its maps may be "
-                "read as findings, within the limits stated below.", ""]
+        lines = [f"**Verdict:** gCAM-CCL beats chance (permutation p <= 0.05){extra}."]
+        views = verdict.get("views") or {}
+        blocked = [key for key, v in (verdict.get("features") or {}).items() if not v.get("interpretable", True)]
+        for key in blocked:
+            view, noun = _FEATURE_NAMES.get(key, (key, key))
+            own = views.get(view.lower(), {})
+            lines += ["", f"> **WARNING: the {noun} are NOT INTERPRETABLE on this run.** The {view} view alone "
+                      f"is at chance (accuracy {own.get('accuracy', float('nan')):.3f}, permutation p = "
+                      f"{own.get('accuracy_p', float('nan')):.3g}): the fused model's accuracy comes from the "
+                      f"other view, and the {view} maps describe a view that learned nothing."]
+        readable = [_FEATURE_NAMES.get(k, (k, k))[1] for k, v in (verdict.get("features") or {}).items()
+                    if v.get("interpretable", True)]
+        if readable:
+            lines += ["", f"Its {' and '.join(readable)} may be read as findings, within the limits stated below."]
+        if views:
+            lines += ["", "Each view on its own (the collaborative layer's per-view softmax, same test subjects): "
+                      + "; ".join(f"{view} accuracy {v.get('accuracy', float('nan')):.3f} "
+                                  f"(p = {v.get('accuracy_p', float('nan')):.3g})" for view, v in views.items())
+                      + "."]
+        return [*lines, ""]
     return ["> **WARNING: gCAM-CCL's maps are NOT INTERPRETABLE on this run.**", ">",
             *[f"> - {reason}" for reason in verdict.get("reasons", [])], ">",
             "> Its significant edges and SNPs are not findings; prefer the linear baseline's "
@@ -115,6 +136,12 @@ def write_ccl_report(logdir: str | os.PathLike) -> Path:
                 parts += ["**Not interpretable:** the edges and SNPs below come from a model that "
                           "does not beat chance or the linear baseline (see the top of this report); "
                           "they are listed for diagnosis, not as findings.", ""]
+            else:
+                for key, v in (verdict.get("features") or {}).items():
+                    if not v.get("interpretable", True):
+                        noun = _FEATURE_NAMES.get(key, (key, key))[1]
+                        parts += [f"**Not interpretable:** the {noun} below come from a view at chance on its "
+                                  "own (see the top of this report); listed for diagnosis, not as findings.", ""]
             parts += ["## Recovery of the planted effects", "",
                       "Significant features against the cohort's `ground_truth.json`, union over classes. "
                       "Frequency rule (the paper's): kept above a fraction of each subject's map maximum "
