@@ -115,7 +115,7 @@ class ActivationMapCallback(Callback):
               # recovers the planted edges of the embedded cohort; for the SNPs, integrated
               # gradients by the class-contrast rule (conf/ccl.yaml gives the measured figures).
               fc: {map: guided_gradcam, absolute: true, fraction: 0.25, class_fraction: 0.5}
-              snp: {map: integrated_gradients, rule: contrast, z: 4.5}
+              snp: {map: integrated_gradients, rule: contrast, z: 3.5}
     """
 
     def __init__(
