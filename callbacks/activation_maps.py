@@ -199,9 +199,34 @@ class ActivationMapCallback(Callback):
             selected.append(summary.get("selected", {}))
             if summary.get("recovery") is not None:
                 per_fold[stage] = summary["recovery"]
-        consensus = write_consensus(Path(runner.logdir), selected, truth, self.min_share)
+        consensus = write_consensus(Path(runner.logdir), selected, truth, self.min_share,
+                                    self._univariate(runner) if any(selected) else None)
         if per_fold or consensus.get("recovery"):
             self._write_recovery(Path(runner.logdir) / "results.json", per_fold, consensus)
+        if consensus.get("univariate"):
+            path = Path(runner.logdir) / "results.json"
+            results = io.read_json(path) if path.is_file() else {}
+            results["univariate_agreement"] = consensus["univariate"]
+            io.write_json(path, results)
+            for kind, agreement in consensus["univariate"].items():
+                if agreement["corroborated"] is False:
+                    print(f"WARNING: {agreement['n_common']} of the {agreement['n_selected']} significant {kind} "
+                          f"are among the {agreement['n_univariate']} the t-test/FDR reference finds: "
+                          "not corroborated (see report.md)", flush=True)
+
+    @staticmethod
+    def _univariate(runner: Any) -> dict | None:
+        """The t-test/FDR reference (:mod:`fusion.interpret.univariate`) on every subject of the
+        dataset (the subjects the maps explain by default); None when it cannot be computed."""
+        from fusion.interpret.univariate import univariate_features
+
+        dataset = runner.dataset
+        if not hasattr(dataset, "arrays"):
+            return None
+        fc, snps, y = dataset.arrays()
+        if set(np.unique(y).tolist()) != {0, 1}:
+            return None  # two classes only
+        return univariate_features(fc, snps, y)
 
     # ------------------------------------------------------------------ work
     def explain_stage(self, runner: Any, stage: str, truth: Mapping | None = None) -> dict:
@@ -346,15 +371,23 @@ class ActivationMapCallback(Callback):
         io.write_json(path, results)
 
 
-def write_consensus(logdir: Path, selected: list[dict], truth: Mapping | None, min_share: float) -> dict:
+def write_consensus(logdir: Path, selected: list[dict], truth: Mapping | None, min_share: float,
+                    reference: Mapping | None = None) -> dict:
     """``significant_features.json`` at the run root: edges and SNPs selected in most splits
     (1-based ROI and SNP numbers in the file, as everywhere a user reads), with the verdict of
-    ``results.json`` copied in, so a list from a model at chance says so where it is read."""
+    ``results.json`` copied in, so a list from a model at chance says so where it is read, and,
+    given the t-test/FDR ``reference`` on the same subjects, how far each list agrees with it
+    (``univariate``; also returned under that key)."""
     from fusion.interpret.consensus import consensus_significance
+    from fusion.interpret.univariate import univariate_agreement
 
     if not selected or not any(selected):
         return {}
     consensus = consensus_significance(selected, dict(truth) if truth is not None else None, min_share)
+    if reference is not None:
+        kept: dict[str, Any] = {key: [tuple(item[:-1]) if key == "edges" else item[0] for item in consensus[key]]
+                                for key in ("edges", "snps") if key in consensus}
+        consensus["univariate"] = univariate_agreement(kept, dict(reference))
     results_path = logdir / "results.json"
     verdict = (io.read_json(results_path).get("verdict") if results_path.is_file() else None) or {}
     doc = {
@@ -368,6 +401,7 @@ def write_consensus(logdir: Path, selected: list[dict], truth: Mapping | None, m
         "edges": [{"roi_i": i + 1, "roi_j": j + 1, "splits": c} for i, j, c in consensus.get("edges", [])],
         "snps": [{"snp": k + 1, "splits": c} for k, c in consensus.get("snps", [])],
         "recovery": consensus.get("recovery"),
+        "univariate": consensus.get("univariate"),
     }
     io.write_json(logdir / "significant_features.json", doc)
     return consensus

@@ -73,6 +73,11 @@ def test_ccl_run_writes_results(ccl_run, tiny_cohort):
     assert set(results["verdict"]) >= {"interpretable", "reasons"} and list(results)[0] == "verdict"
     consensus = json.loads((ccl_run / "significant_features.json").read_text())
     assert consensus["interpretable"] == results["verdict"]["interpretable"] and consensus["index_base"] == 1
+    # each view judged on its own; each list beside the t-test reference on the same subjects
+    assert set(results["verdict"]["views"]) == {"fc", "snp"} and set(consensus["features"]) == {"edges", "snps"}
+    for kind, key in (("edges", "edges"), ("snps", "snps")):
+        agreement = results["univariate_agreement"][kind]
+        assert agreement == consensus["univariate"][kind] and agreement["n_selected"] == len(consensus[key])
     assert "consensus" in results["recovery"]["rule"] and len(results["recovery"]["folds"]) == 2
     report = (ccl_run / "report.md").read_text()
     assert "Test-set classification" in report and "Recovery of the planted effects" in report

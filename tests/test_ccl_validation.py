@@ -213,6 +213,31 @@ def test_a_view_at_chance_makes_its_features_not_interpretable(tmp_path):
     assert "edges are NOT INTERPRETABLE" in head and "SNPs may be read" in head
 
 
+def test_univariate_agreement_counts_by_hand(tmp_path):
+    """Shares of a map's lists among the t-test's features (edges unordered), and the report's
+    top warning for the list that is not corroborated."""
+    from fusion.interpret.univariate import univariate_agreement
+    from fusion.report.ccl_report import write_ccl_report
+
+    got = univariate_agreement({"edges": [(1, 2), (4, 3), (5, 6)], "snps": [1, 2]},
+                               {"edges": [(2, 1), (3, 4), (7, 8), (9, 10)], "snps": [1, 2, 3]})
+    assert got["edges"] == {"n_selected": 3, "n_univariate": 4, "n_common": 2, "share_corroborated": 2 / 3,
+                            "share_found": 0.5, "corroborated": True}
+    assert got["snps"]["share_corroborated"] == 1.0 and got["snps"]["share_found"] == pytest.approx(2 / 3)
+    low = univariate_agreement({"edges": [(1, 2), (5, 6), (7, 9)], "snps": []}, {"edges": [(1, 2)], "snps": [4]})
+    assert low["edges"]["corroborated"] is False and low["edges"]["share_corroborated"] == pytest.approx(1 / 3)
+    assert low["snps"]["corroborated"] is None and low["snps"]["share_found"] == 0.0   # nothing selected
+    with pytest.raises(Exception, match="min_share"):
+        univariate_agreement({}, {"edges": [], "snps": []}, min_share=0)
+    (tmp_path / "results.json").write_text(json.dumps({
+        "verdict": {"interpretable": True, "reasons": []}, "accuracy": 0.9, "n_folds": 1,
+        "folds": [], "univariate_agreement": low}))
+    report = write_ccl_report(tmp_path).read_text()
+    top = report[:report.index("## Agreement")]
+    assert "significant edges are not corroborated" in top and "1 of 3" in top and "SNPs are not" not in top
+    assert "## Agreement with the mass-univariate reference" in report
+
+
 # ---------------------------------------------------------------- consensus, univariate reference
 def test_majority_keeps_features_selected_in_most_splits():
     from fusion.interpret.consensus import consensus_significance, majority

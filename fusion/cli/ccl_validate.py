@@ -115,6 +115,8 @@ def run_one(out: Path, variant: str, seed: int, args: argparse.Namespace) -> dic
         row[f"view_{view}"] = own.get("accuracy")
     for feature, own in (verdict.get("features") or {}).items():
         row[f"{feature}_interpretable"] = own.get("interpretable")
+    for feature, agreement in (results.get("univariate_agreement") or {}).items():
+        row[f"{feature}_corroborated"] = agreement.get("share_corroborated")
     base = results.get("baselines") or {}
     row.update({f"{name.lower()}": b["accuracy"] for name, b in base.items()})
     row["svm_p"] = (base.get("SVM") or {}).get("accuracy_p")
@@ -155,6 +157,7 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             s[key] = _mean_of(group, key)
         for feature in ("edges", "snps"):
             s[f"{feature}_interpretable"] = sum(bool(r.get(f"{feature}_interpretable")) for r in group)
+            s[f"{feature}_corroborated"] = _mean_of(group, f"{feature}_corroborated")
         if variant == "null":
             lo, hi = TARGETS["null_range"]
             s["pass_accuracy"] = s["gcam_ccl"] is not None and lo <= s["gcam_ccl"] <= hi and all(
@@ -187,6 +190,7 @@ def markdown(summary: list[dict[str, Any]], rows: list[dict[str, Any]], seconds:
             ("best_linear", "best linear ACC"), ("pass_accuracy", "ACC target"),
             ("interpretable", "runs interpretable"), ("view_fc", "FC view ACC"), ("view_snp", "SNP view ACC"),
             ("edges_interpretable", "runs: edges readable"), ("snps_interpretable", "runs: SNPs readable"),
+            ("edges_corroborated", "edges in t-test"), ("snps_corroborated", "SNPs in t-test"),
             ("edge_precision", "edge P"), ("edge_recall", "edge R"),
             ("uni_edge_precision", "t-test edge P"), ("uni_edge_recall", "t-test edge R"),
             ("snp_precision", "SNP P"), ("snp_recall", "SNP R"),

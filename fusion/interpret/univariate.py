@@ -14,7 +14,10 @@ import numpy as np
 from fusion.errors import InputError
 from fusion.interpret.recovery import edge_set, precision_recall
 
-__all__ = ["univariate_features", "univariate_recovery"]
+__all__ = ["AGREEMENT_MIN_SHARE", "univariate_agreement", "univariate_features", "univariate_recovery"]
+
+#: below this share of a map's features among the t-test's, the list is reported as not corroborated
+AGREEMENT_MIN_SHARE = 0.5
 
 
 def _fdr_select(x: np.ndarray, y: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
@@ -60,3 +63,36 @@ def univariate_recovery(found: dict[str, Any], truth: dict) -> dict[str, float]:
     sp, sr = precision_recall(set(found["snps"]), {int(k) for k in truth["snps"]})
     return {"edge_precision": ep, "edge_recall": er, "snp_precision": sp, "snp_recall": sr,
             "n_edges_found": len(found["edges"]), "n_snps_found": len(found["snps"])}
+
+
+def univariate_agreement(selected: dict[str, Any], found: dict[str, Any],
+                         min_share: float = AGREEMENT_MIN_SHARE) -> dict[str, dict[str, Any]]:
+    """How far a network's significant features agree with the t-test/FDR reference on the same
+    subjects: the check a user without a ground truth can make.
+
+    Args:
+        selected: the network's features, ``{"edges": [(i, j), ...], "snps": [k, ...]}`` (0-based;
+            either key may be absent).
+        found: :func:`univariate_features` on the same subjects.
+        min_share: a list is ``corroborated`` when at least this share of it is among the t-test's
+            features (None when the network selected nothing).
+
+    Returns:
+        per kind present: ``{"n_selected", "n_univariate", "n_common", "share_corroborated" (of the
+        network's features), "share_found" (of the t-test's), "corroborated": bool}``; the shares
+        are None when their denominator is 0.
+    """
+    if not 0.0 < min_share <= 1.0:
+        raise InputError(f"min_share must be in (0, 1], got {min_share}")
+    out: dict[str, dict[str, Any]] = {}
+    for key in ("edges", "snps"):
+        if key not in selected:
+            continue
+        mine = edge_set(selected[key]) if key == "edges" else {int(k) for k in selected[key]}
+        ref = edge_set(found[key]) if key == "edges" else {int(k) for k in found[key]}
+        common = len(mine & ref)
+        share = common / len(mine) if mine else None
+        out[key] = {"n_selected": len(mine), "n_univariate": len(ref), "n_common": common,
+                    "share_corroborated": share, "share_found": common / len(ref) if ref else None,
+                    "corroborated": None if share is None else share >= min_share}
+    return out

@@ -72,6 +72,28 @@ def verdict_lines(verdict: dict) -> list[str]:
             "result, or more subjects.", ""]
 
 
+def agreement_lines(agreement: dict, top: bool) -> list[str]:
+    """The t-test/FDR reference beside the maps' lists: a warning for the top of the report
+    (``top``: only the lists that are not corroborated) or the full table."""
+    if top:
+        return [f"> **WARNING: the significant {_FEATURE_NAMES.get(k, (k, k))[1]} are not corroborated** by "
+                f"the mass-univariate reference: {a['n_common']} of {a['n_selected']} are among the "
+                f"{a['n_univariate']} the t-test/FDR finds on the same subjects. Read them beside that "
+                "reference, not as findings on their own." for k, a in agreement.items()
+                if a.get("corroborated") is False] + ([""] if any(
+                    a.get("corroborated") is False for a in agreement.values()) else [])
+    rows = [{"features": _FEATURE_NAMES.get(k, (k, k))[1], "network": a["n_selected"],
+             "t-test/FDR": a["n_univariate"], "in both": a["n_common"],
+             "share of the network's": a["share_corroborated"], "share of the t-test's": a["share_found"],
+             "corroborated": a["corroborated"]} for k, a in agreement.items()]
+    return ["## Agreement with the mass-univariate reference", "",
+            "A two-sided t-test per edge and per SNP between the classes on the subjects the maps explain, "
+            "Benjamini-Hochberg FDR 0.05 per view (`fusion.interpret.univariate`). A list is corroborated when "
+            "at least half of it is among the t-test's features. A network may find effects a t-test cannot "
+            "(interactions), but a list that shares little with it needs another reason to be believed.", "",
+            markdown_table(rows, list(rows[0])) if rows else "", ""]
+
+
 def statistics_lines(results: dict) -> list[str]:
     """Mean accuracy/AUC over splits with 95% CIs and p-values, beside the linear baselines."""
     if "accuracy_ci" not in results:
@@ -105,6 +127,9 @@ def write_ccl_report(logdir: str | os.PathLike) -> Path:
     verdict = (results or {}).get("verdict") or {}
     if verdict:
         parts += verdict_lines(verdict)
+    agreement = (results or {}).get("univariate_agreement") or {}
+    if agreement and verdict.get("interpretable"):
+        parts += agreement_lines(agreement, top=True)
     if results:
         names = results.get("class_names", ["low", "high"])
         parts += statistics_lines(results)
@@ -151,6 +176,8 @@ def write_ccl_report(logdir: str | os.PathLike) -> Path:
                       "maximum." + settings, "",
                       markdown_table([rec], [k for k in ("edge_precision", "edge_recall", "snp_precision",
                                                          "snp_recall") if k in rec]), ""]
+    if agreement:
+        parts += agreement_lines(agreement, top=False)
     table3 = logdir / "table3.csv"
     if table3.is_file():
         frame = pd.read_csv(table3)
