@@ -217,12 +217,17 @@ class ActivationMapCallback(Callback):
     @staticmethod
     def _univariate(runner: Any) -> dict | None:
         """The t-test/FDR reference (:mod:`fusion.interpret.univariate`) on every subject of the
-        dataset (the subjects the maps explain by default); None when it cannot be computed."""
+        dataset (those the maps explain with the default ``loader_key: all``); None when it cannot
+        be computed."""
         from fusion.interpret.univariate import univariate_features
 
         dataset = runner.dataset
         if not hasattr(dataset, "arrays"):
             return None
+        if hasattr(dataset, "fit"):
+            # missing calls imputed from every subject, not from the last fold's training subjects;
+            # the t-test does not see the per-feature standardisation this also refits
+            dataset.fit(np.arange(len(dataset)))
         fc, snps, y = dataset.arrays()
         if set(np.unique(y).tolist()) != {0, 1}:
             return None  # two classes only

@@ -78,6 +78,18 @@ def test_ccl_run_writes_results(ccl_run, tiny_cohort):
     for kind, key in (("edges", "edges"), ("snps", "snps")):
         agreement = results["univariate_agreement"][kind]
         assert agreement == consensus["univariate"][kind] and agreement["n_selected"] == len(consensus[key])
+    # the agreement counts the file's (1-based) features against the reference in 0-based indices
+    from fusion.data.ccl_dataset import CCLDataset
+    from fusion.interpret.univariate import univariate_features
+
+    dataset = CCLDataset(tiny_cohort)
+    dataset.fit(np.arange(len(dataset)))
+    reference = univariate_features(*dataset.arrays())
+    mine = {(e["roi_i"] - 1, e["roi_j"] - 1) for e in consensus["edges"]}
+    assert results["univariate_agreement"]["edges"]["n_common"] == len(
+        mine & {(min(i, j), max(i, j)) for i, j in reference["edges"]})
+    assert results["univariate_agreement"]["snps"]["n_common"] == len(
+        {k["snp"] - 1 for k in consensus["snps"]} & set(reference["snps"]))
     assert "consensus" in results["recovery"]["rule"] and len(results["recovery"]["folds"]) == 2
     report = (ccl_run / "report.md").read_text()
     assert "Test-set classification" in report and "Recovery of the planted effects" in report

@@ -156,7 +156,8 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("view_fc", "view_snp"):
             s[key] = _mean_of(group, key)
         for feature in ("edges", "snps"):
-            s[f"{feature}_interpretable"] = sum(bool(r.get(f"{feature}_interpretable")) for r in group)
+            known = [r for r in group if f"{feature}_interpretable" in r]  # runs before the per-view verdict lack it
+            s[f"{feature}_interpretable"] = sum(bool(r[f"{feature}_interpretable"]) for r in known) if known else None
             s[f"{feature}_corroborated"] = _mean_of(group, f"{feature}_corroborated")
         if variant == "null":
             lo, hi = TARGETS["null_range"]

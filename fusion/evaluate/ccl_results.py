@@ -119,7 +119,7 @@ def _stage_predictions(logdir: Path, stage: str, positive: str) -> tuple | None:
 
 
 def view_verdicts(frames: Sequence[Any], positive: str, n_boot: int = 2000, n_perm: int = 1000,
-                  seed: int = 0, alpha: float = 0.05) -> dict[str, dict[str, Any]]:
+                  seed: int = 0, alpha: float = 0.05, class_names: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """Each view's own test accuracy over the splits, with its CI, permutation p and verdict.
 
     Args:
@@ -127,13 +127,16 @@ def view_verdicts(frames: Sequence[Any], positive: str, n_boot: int = 2000, n_pe
             ``prob_<positive>_<view>`` per view (two classes: a view predicts ``positive`` when its
             probability is at least 0.5).
         positive: the positive class name.
+        class_names: every class name: ``prob_<class>`` columns are class probabilities, never
+            views (a negative class named ``<positive>_x`` would otherwise look like view ``x``).
 
     Returns:
         ``{view: {"accuracy", "accuracy_ci", "accuracy_p", "auc", "interpretable", "reasons"}}``;
         empty when the tables have no per-view columns.
     """
     prefix = f"prob_{positive}_"
-    views = [c[len(prefix):] for c in frames[0].columns if c.startswith(prefix)] if frames else []
+    classes = {f"prob_{c}" for c in class_names}
+    views = [c[len(prefix):] for c in frames[0].columns if c.startswith(prefix) and c not in classes] if frames else []
     out: dict[str, dict[str, Any]] = {}
     for view in views:
         column = prefix + view
@@ -215,7 +218,8 @@ def write_run_results(
             {name: b["accuracy"] for name, b in base_stats.items()})
         if len(first["class_names"]) == 2:
             frames = [pd.read_csv(logdir / s / "test_predictions.csv") for s, _ in folds]
-            results["verdict"]["views"] = view_verdicts(frames, first["positive_class"], n_boot, n_perm, seed)
+            results["verdict"]["views"] = view_verdicts(frames, first["positive_class"], n_boot, n_perm, seed,
+                                                       class_names=first["class_names"])
         results["verdict"]["features"] = feature_verdicts(results["verdict"])
     else:
         results.pop("verdict")

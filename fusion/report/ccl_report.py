@@ -55,11 +55,13 @@ def verdict_lines(verdict: dict) -> list[str]:
             lines += ["", f"> **WARNING: the {noun} are NOT INTERPRETABLE on this run.** The {view} view alone "
                       f"is at chance (accuracy {own.get('accuracy', float('nan')):.3f}, permutation p = "
                       f"{own.get('accuracy_p', float('nan')):.3g}): the fused model's accuracy comes from the "
-                      f"other view, and the {view} maps describe a view that learned nothing."]
+                      f"other view, and the {view} maps come from a view that shows no evidence of learning."]
         readable = [_FEATURE_NAMES.get(k, (k, k))[1] for k, v in (verdict.get("features") or {}).items()
                     if v.get("interpretable", True)]
         if readable:
             lines += ["", f"Its {' and '.join(readable)} may be read as findings, within the limits stated below."]
+        elif "features" not in verdict:  # results.json written before the per-view verdict
+            lines += ["", "Its maps may be read as findings, within the limits stated below."]
         if views:
             lines += ["", "Each view on its own (the collaborative layer's per-view softmax, same test subjects): "
                       + "; ".join(f"{view} accuracy {v.get('accuracy', float('nan')):.3f} "
@@ -87,7 +89,7 @@ def agreement_lines(agreement: dict, top: bool) -> list[str]:
              "share of the network's": a["share_corroborated"], "share of the t-test's": a["share_found"],
              "corroborated": a["corroborated"]} for k, a in agreement.items()]
     return ["## Agreement with the mass-univariate reference", "",
-            "A two-sided t-test per edge and per SNP between the classes on the subjects the maps explain, "
+            "A two-sided t-test per edge and per SNP between the classes on every subject of the run's cohort, "
             "Benjamini-Hochberg FDR 0.05 per view (`fusion.interpret.univariate`). A list is corroborated when "
             "at least half of it is among the t-test's features. A network may find effects a t-test cannot "
             "(interactions), but a list that shares little with it needs another reason to be believed.", "",
