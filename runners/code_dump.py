@@ -50,6 +50,11 @@ def dump_code(logdir: str | os.PathLike, expdir: str | os.PathLike | None = None
         _copy_into_place(expdir, code / expdir.name)
 
 
+def _safe_dir_copy(dir_from: str, dir_to: str) -> None:
+    """Drop-in for Catalyst's ``_tricky_dir_copy`` (rmtree then copytree), through a private copy."""
+    _copy_into_place(dir_from, Path(dir_to))
+
+
 def list_packages() -> str:
     """``name==version`` of every distribution the running interpreter imports from (its
     ``sys.path``, through ``importlib.metadata``), sorted by name, in ``pip freeze`` format, after a
@@ -78,3 +83,6 @@ def install() -> None:
     environment: Any = sys.modules.get("catalyst.utils.sys")
     if environment is not None and getattr(environment, "_list_pip_packages", None) is not list_packages:
         environment._list_pip_packages = list_packages
+    # any other reference to Catalyst's own dump_code copies through a private folder too
+    if environment is not None and getattr(environment, "_tricky_dir_copy", None) is not _safe_dir_copy:
+        environment._tricky_dir_copy = _safe_dir_copy
