@@ -5,7 +5,9 @@
 (``folds.only=k``, submitted side by side) share the logdir, so one job's ``rmtree`` can pull
 files from under another's ``copytree``; the job then dies with a ``shutil.Error`` that submitit
 cannot even pickle. Here each copy goes to a private temporary folder and is renamed into place;
-a job that finds the folder already replaced by another job's identical copy keeps that one.
+a job that finds the folder already replaced by another job's identical copy keeps that one. Both
+entry points are covered: ``hydra_run.dump_code`` (a plain run) and Catalyst's own copy helper,
+which a submitit job reaches because it unpickles its own copy of the task function.
 
 The same entry point lists the installed packages in ``<logdir>/configs/pip-packages.txt`` by
 running ``pip freeze`` from ``PATH``: the system's pip when the run's interpreter is a virtual
@@ -81,8 +83,8 @@ def install() -> None:
     if module is not None and getattr(module, "dump_code", None) is not dump_code:
         module.dump_code = dump_code
     environment: Any = sys.modules.get("catalyst.utils.sys")
-    if environment is not None and getattr(environment, "_list_pip_packages", None) is not list_packages:
+    if environment is not None:
         environment._list_pip_packages = list_packages
-    # any other reference to Catalyst's own dump_code copies through a private folder too
-    if environment is not None and getattr(environment, "_tricky_dir_copy", None) is not _safe_dir_copy:
+        # A submitit job runs a by-value pickle of hydra_run's task function, whose globals still
+        # name Catalyst's own dump_code; that one copies through _tricky_dir_copy, replaced here.
         environment._tricky_dir_copy = _safe_dir_copy
