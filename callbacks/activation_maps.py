@@ -24,6 +24,7 @@ from fusion.interpret.ccl_maps import (
     compute_subject_maps,
     save_subject_maps,
     significance_spec,
+    view_ig_steps,
     view_specs,
 )
 from fusion.interpret.recovery import load_ground_truth
@@ -76,7 +77,8 @@ class ActivationMapCallback(Callback):
             ``fusion.interpret.ccl_maps.significance_spec``). Default: Grad-CAM on signed values
             with the shared thresholds, for every view (the paper's rule). A view with
             ``rule: contrast`` gets its maps for every class (``<kind>_<view>_by_class.npy``).
-        ig_steps: points of the integrated-gradients path; the reference input of a view is the
+        ig_steps: points of the integrated-gradients path, one number or ``{view: points}``
+            (each point is a backward pass through that view); the reference input of a view is the
             mean of that fold's training subjects.
         view_order: the model's inputs = batch keys, in order.
         n_classes: number of classes.
@@ -138,7 +140,7 @@ class ActivationMapCallback(Callback):
         batch_size: int = 8,
         figures: bool = True,
         device: str | None = None,
-        ig_steps: int = 32,
+        ig_steps: int | Mapping[str, int] = 32,
         min_share: float = 0.5,
     ) -> None:
         super().__init__(
@@ -164,7 +166,7 @@ class ActivationMapCallback(Callback):
         self.batch_size = int(batch_size)
         self.figures = bool(figures)
         self.device = device
-        self.ig_steps = int(ig_steps)
+        self.ig_steps = view_ig_steps(_plain(ig_steps), list(self.target_layers))
         self.min_share = float(min_share)
         self.views = view_specs(self.target_layers, self.view_order)
         self.significance_maps = {k: _plain(v) for k, v in self.significance_maps.items()}

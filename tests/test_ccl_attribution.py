@@ -15,6 +15,7 @@ from fusion import io
 from fusion.errors import ConfigError, InputError
 from fusion.interpret.ccl_maps import (
     compute_subject_maps,
+    view_ig_steps,
     view_specs,
 )
 from fusion.interpret.integrated_gradients import integrated_gradients
@@ -273,3 +274,35 @@ def test_per_view_checkpoint_needs_one_metric_per_view(tmp_path):
         cb.on_epoch_end(runner)
     with pytest.raises(ConfigError, match="patience"):
         PerViewCheckpointCallback(patience=0)
+
+
+def test_ig_steps_per_view_match_a_direct_call_with_those_steps():
+    model = small_model()
+    data = ToyCohort(6)
+    views = view_specs(LAYERS, ["fc", "snp"])
+    loader = DataLoader(data, batch_size=3)
+    kinds = {"fc": ["integrated_gradients"], "snp": ["integrated_gradients"]}
+    maps = compute_subject_maps(model, loader, views, ["fc", "snp"], 2, kinds=kinds, progress=False,
+                                ig_steps={"fc": 1, "snp": 8})
+    x_fc, x_snp = torch.from_numpy(data.fc)[:, None], torch.from_numpy(data.snps)[:, None]
+    target = _own_class(data.labels)
+    fc1 = integrated_gradients(model.single_view("fc"), (x_fc,), target, 0, None, 1)[:, 0]
+    fc8 = integrated_gradients(model.single_view("fc"), (x_fc,), target, 0, None, 8)[:, 0]
+    snp8 = integrated_gradients(model.single_view("snp"), (x_snp,), target, 0, None, 8)[:, 0]
+    np.testing.assert_allclose(maps["integrated_gradients_fc"], fc1.numpy(), atol=1e-5)
+    np.testing.assert_allclose(maps["integrated_gradients_snp"], snp8.numpy(), atol=1e-5)
+    assert not np.allclose(fc1.numpy(), fc8.numpy(), atol=1e-5)  # the steps reached the FC view
+    assert view_ig_steps({"fc": 2}, ["fc", "snp"]) == {"fc": 2, "snp": 32}
+    with pytest.raises(ConfigError, match="not explained"):
+        view_ig_steps({"mri": 2}, ["fc", "snp"])
+    with pytest.raises(ConfigError, match="positive integer"):
+        view_ig_steps({"fc": 0}, ["fc", "snp"])
+
+
+def _own_class(labels: np.ndarray):
+    classes = torch.as_tensor(labels).long()
+
+    def score(output: torch.Tensor) -> torch.Tensor:
+        return output[torch.arange(output.shape[0]), 0, classes]
+
+    return score

@@ -133,6 +133,11 @@ def test_test_metrics_and_maps_use_each_views_best_epoch(ccl_run):
     assert every.shape == (len(labels), 2, 750)
     summary = json.loads((ccl_run / "fold_00" / "interpretation" / "summary.json").read_text())
     assert summary["significance"]["snp"]["rule"] == "contrast"
+    # and of the FC view: integrated gradients of every class over the whole matrix, class contrast
+    fc = np.load(maps / "integrated_gradients_fc_by_class.npy", mmap_mode="r")
+    assert fc.shape[:2] == (len(labels), 2) and fc.shape[2] == fc.shape[3]
+    assert summary["significance"]["fc"]["map"] == "integrated_gradients"
+    assert summary["significance"]["fc"]["rule"] == "contrast"
 
 
 @pytest.mark.slow

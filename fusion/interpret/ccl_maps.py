@@ -93,7 +93,7 @@ def compute_subject_maps(
     progress: bool = True,
     by_class: Sequence[str] | Mapping[str, Sequence[str]] = (),
     baselines: Mapping[str, torch.Tensor] | None = None,
-    ig_steps: int = 32,
+    ig_steps: int | Mapping[str, int] = 32,
 ) -> dict[str, np.ndarray]:
     """Per-subject Grad-CAM and guided Grad-CAM maps for every view.
 
@@ -115,7 +115,9 @@ def compute_subject_maps(
             instead of one for those kinds.
         baselines: reference input per view for ``integrated_gradients``, broadcastable to
             ``(B, channels, *spatial)``; a view without one uses 0.
-        ig_steps: points of the integrated-gradients path.
+        ig_steps: points of the integrated-gradients path, one number for every view or
+            ``{view name: points}`` (a view left out gets 32). A path point costs a backward
+            pass, ~100x dearer through the FC network than through the SNP network.
 
     Returns:
         ``{"<kind>_<view>": (n, *input spatial) for each kind and view, "labels": (n,),
@@ -146,6 +148,7 @@ def compute_subject_maps(
         if not set(wanted) <= set(view_kinds[name]):
             raise ConfigError(f"by_class kinds {wanted} of view {name!r} are not among its kinds {view_kinds[name]}")
     baselines = {v: torch.as_tensor(b).to(device=device, dtype=torch.float32) for v, b in (baselines or {}).items()}
+    steps = view_ig_steps(ig_steps, [v.name for v in views])
     for view in views:
         resolve_layer(model, view.layer)
     model = model.to(device)
@@ -184,7 +187,7 @@ def compute_subject_maps(
                 spatial = tuple(inputs[view.input_index].shape[2:])
                 explained, spec, used = plans[view.name]
                 args = (explained, tuple(inputs[i] for i in used), spec)
-                options = (spatial, variant, upsample_mode, relu_map, baselines.get(view.name), ig_steps)
+                options = (spatial, variant, upsample_mode, relu_map, baselines.get(view.name), steps[view.name])
                 every = every_kinds.get(view.name, [])
                 own = [k for k in view_kinds[view.name] if k not in every]
                 if own:
@@ -212,6 +215,21 @@ def compute_subject_maps(
     if not out["labels"]:
         raise InputError("no subjects to explain: the loader is empty")
     return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def view_ig_steps(ig_steps: int | Mapping[str, int], views: Sequence[str], default: int = 32) -> dict[str, int]:
+    """Integrated-gradients path points per view, from one number or ``{view: points}``."""
+    if isinstance(ig_steps, Mapping):
+        unknown = sorted(set(ig_steps) - set(views))
+        if unknown:
+            raise ConfigError(f"ig_steps names view(s) {unknown} that are not explained (views: {list(views)})")
+        wanted = {v: ig_steps.get(v, default) for v in views}
+    else:
+        wanted = dict.fromkeys(views, ig_steps)
+    for view, value in wanted.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"ig_steps of view {view!r} must be a positive integer, got {value!r}")
+    return wanted
 
 
 def _subject_class_target(view_index: int, classes: torch.Tensor):
