@@ -14,7 +14,7 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 @pytest.mark.parametrize(
     ("config_name", "experiment", "swept", "values", "n_splits", "job_dir"),
     [
-        ("vae", "vae_table1", "model.latent_dim", "8,16,32,64", 5, "latent_16"),
+        ("vae", "vae_table1", "model.latent_dim", "8,16,32,64", 5, "latent_128"),
         ("vae", "vae_seeds", "args.seed", "42,43,44,45,46", 5, "seed_42"),
         ("vae_paper", "vae_table1_paper", "model.latent_dim", "128,256,512,1024", 10, "latent_128"),
         ("vae_paper", "vae_seeds_paper", "args.seed", "42,43,44,45,46", 10, "seed_42"),
