@@ -126,7 +126,7 @@ class Plan:
     def dry(cls, subjects: int = 12) -> Plan:
         # fp32: bf16 autocast on a CPU without AVX512-BF16/AMX is ~100x slower than fp32 here
         return cls("dry-run", "cpu", "cpu", "tiny", 4, subjects, "vae_small", 2, 0, 2, 8, "sklearn", "numpy", False,
-                   extra=("stage.channels_last=true", "model.latent_dim=16"))  # tiny grid: 32 encoder features
+                   extra=("stage.channels_last=true", "model.latent_dim=16"))  # the tiny grid gives 32 encoder features
 
 
 def gpu_test_files(tests_dir: Path = ROOT / "tests") -> list[Path]:

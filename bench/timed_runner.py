@@ -154,15 +154,12 @@ def fit_latent_to_grid(cfg: DictConfig, prepared: Path) -> DictConfig:
     The timing cohorts are tiny grids (bottleneck 1 x 1 x 1): the default latent size would not
     fit, and these benchmarks time the runner and loaders, not the latent head.
     """
-    from math import prod
-
     from omegaconf import OmegaConf, open_dict
 
-    from fusion.models.vae import encoder_shapes
+    from fusion.models.vae import encoder_features
 
     grid = [int(s) for s in OmegaConf.load(Path(prepared) / "meta.json")["shape"]]
-    channels = list(cfg.model.channels)
-    n_flat = int(channels[-1]) * prod(encoder_shapes(grid, len(channels))[-1])
+    n_flat = encoder_features(grid, list(cfg.model.channels))
     if int(cfg.model.latent_dim) > n_flat:
         with open_dict(cfg):
             cfg.model.latent_dim = n_flat

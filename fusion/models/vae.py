@@ -22,7 +22,7 @@ from torch import nn
 
 from fusion.errors import ConfigError, InputError
 
-__all__ = ["MultimodalVAE", "encoder_shapes"]
+__all__ = ["MultimodalVAE", "encoder_features", "encoder_shapes"]
 
 _KERNEL = 3
 _STRIDE = 2
@@ -49,6 +49,11 @@ def encoder_shapes(in_shape: Sequence[int], n_stages: int) -> list[tuple[int, ..
     for _ in range(n_stages):
         shapes.append(tuple(_conv_out(s) for s in shapes[-1]))
     return shapes
+
+
+def encoder_features(in_shape: Sequence[int], channels: Sequence[int]) -> int:
+    """Features of the flattened encoder output: the largest ``latent_dim`` the grid allows."""
+    return int(channels[-1]) * _prod(encoder_shapes(in_shape, len(channels))[-1])
 
 
 def _check_int_tuple(name: str, value: Sequence[int], length: int | None = None) -> tuple[int, ...]:
@@ -116,7 +121,7 @@ class MultimodalVAE(nn.Module):
             enc += [nn.Conv3d(c_in, c_out, _KERNEL, _STRIDE, _PADDING), self._act()]
             c_in = c_out
         self.encoder = nn.Sequential(*enc)
-        n_flat = self.channels[-1] * _prod(self.bottleneck_shape)
+        n_flat = encoder_features(self.in_shape, self.channels)
         if self.latent_dim > n_flat:
             raise ConfigError(
                 f"MultimodalVAE: latent_dim {self.latent_dim} is larger than the encoder output allows "
