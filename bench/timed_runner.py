@@ -151,14 +151,15 @@ def compose_config(logdir: Path, prepared: Path, epochs: int, batch_size: int, e
 def fit_latent_to_grid(cfg: DictConfig, prepared: Path) -> DictConfig:
     """Cap ``model.latent_dim`` at what the encoder of ``prepared``'s grid can give.
 
-    The timing cohorts are tiny grids (bottleneck 1 x 1 x 1): the default latent size would not
-    fit, and these benchmarks time the runner and loaders, not the latent head.
+    The timing cohorts and the GPU check's dry run use tiny grids (bottleneck 1 x 1 x 1): the default
+    latent size would not fit, and these runs time the runner and loaders, not the latent head.
     """
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import open_dict
 
+    from fusion.io import read_json
     from fusion.models.vae import encoder_features
 
-    grid = [int(s) for s in OmegaConf.load(Path(prepared) / "meta.json")["shape"]]
+    grid = [int(s) for s in read_json(Path(prepared) / "meta.json")["shape"]]
     n_flat = encoder_features(grid, list(cfg.model.channels))
     if int(cfg.model.latent_dim) > n_flat:
         with open_dict(cfg):
