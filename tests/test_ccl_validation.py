@@ -63,6 +63,21 @@ def test_standardisation_is_fitted_on_training_subjects_only(tmp_path):
         CCLDataset(manifest, n_rois=R, n_snps=P, fc_standardize="global")
 
 
+def test_fc_centring_subtracts_the_training_mean_and_keeps_each_edges_spread(tmp_path):
+    from fusion.data.ccl_dataset import CCLDataset
+
+    manifest = _cohort(tmp_path)
+    train = np.arange(0, 20)
+    raw = np.stack([np.load(tmp_path / "fc" / f"s{k:02d}.npy") for k in range(30)])
+    ds = CCLDataset(manifest, n_rois=R, n_snps=P, fc_standardize="center").fit(train)
+    fc, _, _ = ds.arrays(np.arange(30))
+    np.testing.assert_allclose(fc, raw - raw[train].mean(0), atol=1e-5)   # test subjects: training mean
+    np.testing.assert_allclose(fc[train].std(0), raw[train].std(0), atol=1e-5)  # spread unchanged
+    # Fitted on other training subjects, the same subject reads differently: the mean is the split's.
+    other = CCLDataset(manifest, n_rois=R, n_snps=P, fc_standardize="center").fit(np.arange(10, 30))
+    assert not np.allclose(other[0]["fc"].numpy()[0], fc[0])
+
+
 # ---------------------------------------------------------------- repeated splits
 def test_repeated_splits_are_disjoint_stratified_and_differ(tmp_path):
     from fusion_callbacks.ccl_split import CCLSplitCallback

@@ -9,6 +9,9 @@ and, when asked, fits a per-feature standardisation:
 - ``fc_standardize="edge"``: each FC edge minus its training mean, divided by its training SD.
   This removes the group-mean connectome, which in real data is strong and shared by every
   subject, and leaves the subject deviations the classes differ in, in comparable units.
+- ``fc_standardize="center"``: each FC edge minus its training mean only. It removes the
+  group-mean connectome too, but keeps each edge's spread, so edges that vary little (noise
+  around a strong mean) are not inflated to the weight of edges that carry the group effect.
 - ``snp_standardize="snp"``: each SNP's dosage minus its training mean, over its training SD.
 """
 
@@ -24,6 +27,9 @@ from fusion.data.ccl_manifest import CLASS_NAMES, load_ccl_manifest, read_fc
 from fusion.data.genotypes import impute_genotypes
 from fusion.errors import ConfigError
 
+#: Accepted ``fc_standardize`` values.
+FC_STANDARDIZE = ("none", "edge", "center")
+
 
 class CCLDataset(Dataset):
     """Labelled subjects of a CCL manifest (see :func:`fusion.data.ccl_manifest.load_ccl_manifest`).
@@ -38,7 +44,8 @@ class CCLDataset(Dataset):
         symmetry_tol: FC symmetry tolerance.
         cache: keep FC matrices in memory after the first read (``"ram"``) or not (``"none"``).
         fc_mat_key: variable name inside ``.mat`` FC files.
-        fc_standardize: ``"none"`` or ``"edge"`` (z-score every edge with training statistics).
+        fc_standardize: ``"none"``, ``"edge"`` (z-score every edge with training statistics) or
+            ``"center"`` (subtract every edge's training mean).
         snp_standardize: ``"none"`` or ``"snp"`` (z-score every SNP with training statistics).
 
     Attributes:
@@ -63,8 +70,8 @@ class CCLDataset(Dataset):
     ) -> None:
         if cache not in ("ram", "none"):
             raise ConfigError(f"cache must be 'ram' or 'none', got {cache!r}")
-        if fc_standardize not in ("none", "edge"):
-            raise ConfigError(f"fc_standardize must be 'none' or 'edge', got {fc_standardize!r}")
+        if fc_standardize not in FC_STANDARDIZE:
+            raise ConfigError(f"fc_standardize must be one of {list(FC_STANDARDIZE)}, got {fc_standardize!r}")
         if snp_standardize not in ("none", "snp"):
             raise ConfigError(f"snp_standardize must be 'none' or 'snp', got {snp_standardize!r}")
         if imputation not in ("mode", "mean", "zero", "error"):
@@ -117,9 +124,10 @@ class CCLDataset(Dataset):
         if self.has_missing_genotypes:
             self.fit_imputation(train)
         self._fc_stats = self._snp_stats = None
-        if self.fc_standardize == "edge":
+        if self.fc_standardize != "none":
             fc = np.stack([self._raw_fc(int(i)) for i in train]).astype(np.float64)
-            self._fc_stats = _mean_sd(fc)
+            mean, sd = _mean_sd(fc)
+            self._fc_stats = (mean, sd if self.fc_standardize == "edge" else np.ones_like(sd))
         if self.snp_standardize == "snp":
             self._snp_stats = _mean_sd(self.genotype_matrix(raw=True)[train].astype(np.float64))
         self.standardized_from = np.sort(train)
