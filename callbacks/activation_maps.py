@@ -98,6 +98,9 @@ class ActivationMapCallback(Callback):
         device: ``"cpu"``, ``"cuda"``...; None picks CUDA when available.
         min_share: over repeated splits a feature is significant when selected in more than
             this share of them (``significant_features.json``; 0.5: a strict majority).
+        save_maps: write every subject's maps to ``<fold>/maps/`` (about 0.4 GB per split of
+            300 subjects with 264 x 264 FC); False keeps them in memory only: significance,
+            figures and recovery are the same, but the maps cannot be re-thresholded later.
 
     Example (``conf/ccl.yaml``)::
 
@@ -142,6 +145,7 @@ class ActivationMapCallback(Callback):
         device: str | None = None,
         ig_steps: int | Mapping[str, int] = 32,
         min_share: float = 0.5,
+        save_maps: bool = True,
     ) -> None:
         super().__init__(
             order=CallbackOrder.ExternalExtra, node=CallbackNode.master, scope=CallbackScope.experiment
@@ -168,6 +172,7 @@ class ActivationMapCallback(Callback):
         self.device = device
         self.ig_steps = view_ig_steps(_plain(ig_steps), list(self.target_layers))
         self.min_share = float(min_share)
+        self.save_maps = bool(save_maps)
         self.views = view_specs(self.target_layers, self.view_order)
         self.significance_maps = {k: _plain(v) for k, v in self.significance_maps.items()}
         # Per view: the paper's two maps, plus the one its significance is computed from.
@@ -255,7 +260,8 @@ class ActivationMapCallback(Callback):
             kinds=self.kinds, device=device, by_class=self.by_class,
             baselines=self.baselines(dataset, split), ig_steps=self.ig_steps,
         )
-        save_subject_maps(stage_dir / "maps", maps)
+        if self.save_maps:
+            save_subject_maps(stage_dir / "maps", maps)
         roi_networks = roi_coords = None
         fc_maps = maps.get("gradcam_fc")
         if self.atlas == "power264" and fc_maps is not None and fc_maps.shape[1:] == (264, 264):

@@ -155,6 +155,31 @@ def test_callback_explains_each_fold_and_adds_recovery(tmp_path):
     assert not (tmp_path / "results.json").exists()
 
 
+def test_callback_without_saved_maps_gives_the_same_findings(tmp_path):
+    from fusion_callbacks.activation_maps import ActivationMapCallback
+
+    data = ToyCohort()
+    model = small_model()
+    summaries = {}
+    for save in (True, False):
+        root = tmp_path / str(save)
+        stage_dir = root / "fold_00"
+        (stage_dir / "checkpoints").mkdir(parents=True)
+        torch.save({"model_state_dict": model.state_dict()}, stage_dir / "checkpoints" / "best.pth")
+        runner = SimpleNamespace(
+            stages=["fold_00"], stage_dir=lambda stage, root=root: root / stage,
+            stage_indices={"fold_00": {"train": np.arange(6), "valid": np.arange(6, 8), "test": np.arange(8, 12)}},
+            dataset=data, build_model=lambda: small_model().train(), logdir=root, engine=None, exception=None,
+        )
+        ActivationMapCallback(LAYERS, significance_maps={"fc": "gradcam", "snp": "gradcam"}, class_fraction=0.4,
+                              batch_size=3, figures=False, device="cpu", save_maps=save).on_experiment_end(runner)
+        assert (stage_dir / "maps").exists() is save
+        summaries[save] = io.read_json(stage_dir / "interpretation" / "summary.json")
+    assert summaries[False]["recovery"] == summaries[True]["recovery"]
+    for key in ("selected", "n_significant"):
+        assert summaries[False][key] == summaries[True][key]
+
+
 def test_callback_rejects_unknown_views_and_missing_checkpoints(tmp_path):
     from fusion.errors import ConfigError, InputError
     from fusion_callbacks.activation_maps import ActivationMapCallback
