@@ -98,7 +98,7 @@ class CCLDataset(Dataset):
             self._snps = self.info.genotypes.copy()
         self.imputed_from: np.ndarray | None = None
         self.fc_standardize, self.snp_standardize = fc_standardize, snp_standardize
-        self._fc_stats: tuple[np.ndarray, np.ndarray] | None = None
+        self._fc_stats: tuple[np.ndarray, np.ndarray | None] | None = None  # (mean, SD; None: centre only)
         self._snp_stats: tuple[np.ndarray, np.ndarray] | None = None
         self.standardized_from: np.ndarray | None = None
 
@@ -126,8 +126,10 @@ class CCLDataset(Dataset):
         self._fc_stats = self._snp_stats = None
         if self.fc_standardize != "none":
             fc = np.stack([self._raw_fc(int(i)) for i in train]).astype(np.float64)
-            mean, sd = _mean_sd(fc)
-            self._fc_stats = (mean, sd if self.fc_standardize == "edge" else np.ones_like(sd))
+            if self.fc_standardize == "edge":
+                self._fc_stats = _mean_sd(fc)
+            else:  # center: the mean only
+                self._fc_stats = (fc.mean(axis=0).astype(np.float32), None)
         if self.snp_standardize == "snp":
             self._snp_stats = _mean_sd(self.genotype_matrix(raw=True)[train].astype(np.float64))
         self.standardized_from = np.sort(train)
@@ -158,7 +160,8 @@ class CCLDataset(Dataset):
         self._check_fitted()
         assert self._fc_stats is not None
         mean, sd = self._fc_stats
-        return ((mat - mean) / sd).astype(np.float32)
+        out = mat - mean
+        return (out if sd is None else out / sd).astype(np.float32)
 
     def _raw_fc(self, i: int) -> np.ndarray:
         """FC matrix of subject ``i`` as read (validated)."""
