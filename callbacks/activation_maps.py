@@ -108,7 +108,7 @@ class ActivationMapCallback(Callback):
           activation_maps:
             _target_: fusion_callbacks.activation_maps.ActivationMapCallback
             target_layers:
-              fc: views.fc.features.conv3.relu
+              fc: views.fc.features.conv1.relu
               snp: views.snp.features.conv1.relu
             variant: eq10
             fraction: 0.05            # the paper's rule, used by views without their own setting
