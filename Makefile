@@ -102,7 +102,7 @@ ccl-table3: $(STAMP) $(CCL_MANIFEST)
 ccl-validate: $(STAMP)
 	$(BIN)/fusion ccl-validate $(if $(LOGDIR),--out $(LOGDIR)) $(VALIDATE_ARGS) $(if $(ARGS),-- $(ARGS))
 
-# The demo trains the VAE for one epoch per fold (~6 min in all; the default config trains ten) and
+# The demo trains the VAE for one epoch per fold (~5 min in all; the default config trains ten) and
 # gCAM-CCL on 2 repeated splits (the default config draws 5).
 DEMO_VAE_ARGS ?= stage.num_epochs=1
 DEMO_CCL_ARGS ?= split.repetitions=2
