@@ -145,20 +145,23 @@ def test_fc_net_channels_last_gives_the_same_outputs_and_gradients():
     FCNet().load_state_dict(fast.state_dict())
 
 
-def _snp_view_accuracy(config_name: str, x: np.ndarray, y: np.ndarray, n_train: int, seed: int = 0) -> float:
-    """Held-out accuracy of the SNP view of ``conf/<config_name>.yaml`` trained alone (SGD, 8 epochs)."""
+def _view_kwargs(config_name: str, view: str) -> dict:
+    """Constructor arguments of one view's network in ``conf/<config_name>.yaml``."""
     conf = Path(__file__).resolve().parents[1] / "conf"
     with initialize_config_dir(config_dir=str(conf), version_base=None):
-        node = compose(config_name).model.views.snp
+        node = compose(config_name).model.views[view]
     kwargs = OmegaConf.to_container(node, resolve=True)
     assert isinstance(kwargs, dict)
     kwargs.pop("_target_")
-    torch.manual_seed(seed)
-    net = SNPNet(**kwargs)
+    return kwargs
+
+
+def _held_out_accuracy(net: FCNet | SNPNet, x: np.ndarray, y: np.ndarray, n_train: int, epochs: int) -> float:
+    """Train ``net`` + a linear head alone (SGD, batch 8) on the first ``n_train`` rows, score the rest."""
     model = nn.Sequential(net, nn.Linear(net.out_features, 2))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     xt, yt = torch.from_numpy(x)[:, None], torch.from_numpy(y)
-    for _ in range(8):
+    for _ in range(epochs):
         model.train()
         for i in torch.randperm(n_train).split(8):
             loss = nn.functional.cross_entropy(model(xt[i]), yt[i])
@@ -168,6 +171,13 @@ def _snp_view_accuracy(config_name: str, x: np.ndarray, y: np.ndarray, n_train: 
     model.eval()
     with torch.no_grad():
         return (model(xt[n_train:]).argmax(1) == yt[n_train:]).float().mean().item()
+
+
+def _snp_view_accuracy(config_name: str, x: np.ndarray, y: np.ndarray, n_train: int, seed: int = 0) -> float:
+    """Held-out accuracy of the SNP view of ``conf/<config_name>.yaml`` trained alone (8 epochs)."""
+    kwargs = _view_kwargs(config_name, "snp")
+    torch.manual_seed(seed)
+    return _held_out_accuracy(SNPNet(**kwargs), x, y, n_train, epochs=8)
 
 
 @pytest.mark.slow
@@ -186,33 +196,15 @@ def test_default_snp_view_learns_isolated_causal_snps_the_paper_view_does_not():
 
 
 def _fc_view_accuracy(config_name: str, x: np.ndarray, y: np.ndarray, n_train: int, seed: int = 0) -> float:
-    """Held-out accuracy of the FC view of ``conf/<config_name>.yaml`` trained alone (SGD, 6 epochs),
-    on ``(n, R, R)`` matrices: the last kernel is set to collapse whatever R leaves (test speed)."""
-    conf = Path(__file__).resolve().parents[1] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base=None):
-        node = compose(config_name).model.views.fc
-    kwargs = OmegaConf.to_container(node, resolve=True)
-    assert isinstance(kwargs, dict)
-    kwargs.pop("_target_")
+    """Held-out accuracy of the FC view of ``conf/<config_name>.yaml`` trained alone (6 epochs), on
+    ``(n, R, R)`` matrices: the last kernel is set to collapse whatever R leaves (test speed)."""
+    kwargs = _view_kwargs(config_name, "fc")
     kwargs["n_rois"] = x.shape[-1]
     kwargs["kernels"] = [*kwargs["kernels"][:-1], None]
     kwargs["paddings"] = [*kwargs["paddings"][:-1], 0]
     kwargs["channels_last"] = False  # faster on these small matrices
     torch.manual_seed(seed)
-    net = FCNet(**kwargs)
-    model = nn.Sequential(net, nn.Linear(net.out_features, 2))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    xt, yt = torch.from_numpy(x)[:, None], torch.from_numpy(y)
-    for _ in range(6):
-        model.train()
-        for i in torch.randperm(n_train).split(8):
-            loss = nn.functional.cross_entropy(model(xt[i]), yt[i])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    with torch.no_grad():
-        return (model(xt[n_train:]).argmax(1) == yt[n_train:]).float().mean().item()
+    return _held_out_accuracy(FCNet(**kwargs), x, y, n_train, epochs=6)
 
 
 @pytest.mark.slow
