@@ -160,8 +160,10 @@ class CCLDataset(Dataset):
         self._check_fitted()
         assert self._fc_stats is not None
         mean, sd = self._fc_stats
-        out = mat - mean
-        return (out if sd is None else out / sd).astype(np.float32)
+        out = mat - mean  # a new float32 array (both are float32); the cached matrix stays as read
+        if sd is not None:
+            out /= sd
+        return out
 
     def _raw_fc(self, i: int) -> np.ndarray:
         """FC matrix of subject ``i`` as read (validated)."""
