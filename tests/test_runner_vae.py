@@ -96,6 +96,21 @@ def test_paper_config_has_the_paper_values():
     VAERunner.validate_config(cfg)
 
 
+def test_cpu_default_keeps_the_papers_bottleneck_on_the_small_grid():
+    """The reduced VAE on the 6 mm grid ends on the paper model's 4x4x4 (a 2x2x2 one lost local effects)."""
+    from fusion.data.volume_layout import GRIDS
+
+    paper = _compose("vae_paper").model
+    small = _compose("vae").model
+    paper_model = MultimodalVAE(in_shape=GRIDS["paper"][0], channels=paper.channels,
+                                head_channels=paper.head_channels, latent_dim=paper.latent_dim)
+    small_model = MultimodalVAE(in_shape=GRIDS["small"][0], channels=small.channels,
+                                head_channels=small.head_channels, latent_dim=small.latent_dim)
+    assert paper_model.bottleneck_shape == (4, 4, 4)
+    assert small_model.bottleneck_shape == paper_model.bottleneck_shape
+    assert small_model.fc_mu.in_features >= 2048  # the latent layer sees 64 positions x 32 channels
+
+
 @pytest.mark.parametrize("engine", ["cpu", "gpu", "amp", "ddp", "ddp_cpu"])
 def test_engine_group(engine):
     cfg = _compose("vae", [f"engine={engine}"])
