@@ -99,16 +99,14 @@ def test_paper_config_has_the_paper_values():
 def test_cpu_default_keeps_the_papers_bottleneck_on_the_small_grid():
     """The reduced VAE on the 6 mm grid ends on the paper model's 4x4x4 (a 2x2x2 one lost local effects)."""
     from fusion.data.volume_layout import GRIDS
+    from fusion.models.vae import encoder_features, encoder_shapes
 
-    paper = _compose("vae_paper").model
-    small = _compose("vae").model
-    paper_model = MultimodalVAE(in_shape=GRIDS["paper"][0], channels=paper.channels,
-                                head_channels=paper.head_channels, latent_dim=paper.latent_dim)
-    small_model = MultimodalVAE(in_shape=GRIDS["small"][0], channels=small.channels,
-                                head_channels=small.head_channels, latent_dim=small.latent_dim)
-    assert paper_model.bottleneck_shape == (4, 4, 4)
-    assert small_model.bottleneck_shape == paper_model.bottleneck_shape
-    assert small_model.fc_mu.in_features >= 2048  # the latent layer sees 64 positions x 32 channels
+    paper = _compose("vae_paper").model.channels
+    small = _compose("vae").model.channels
+    paper_bottleneck = encoder_shapes(GRIDS["paper"][0], len(paper))[-1]
+    assert paper_bottleneck == (4, 4, 4)
+    assert encoder_shapes(GRIDS["small"][0], len(small))[-1] == paper_bottleneck
+    assert encoder_features(GRIDS["small"][0], small) >= 2048  # the latent layer sees 64 positions x 32 channels
 
 
 @pytest.mark.parametrize("engine", ["cpu", "gpu", "amp", "ddp", "ddp_cpu"])
